@@ -1,0 +1,5 @@
+import sys
+
+from livebase.cli import main
+
+sys.exit(main())

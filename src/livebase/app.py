@@ -1,0 +1,72 @@
+"""The ASGI application: REST routes and (next) the Socket.IO server, one lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from livebase import __version__
+from livebase.api import admin, auth, health, items
+from livebase.api.errors import install_error_handlers
+from livebase.api.limits import BodySizeLimit
+from livebase.api.responses import ORJSONResponse
+from livebase.services.container import Services, build_services
+from livebase.services.users import AdminBootstrap, ensure_admin
+from livebase.settings import Settings, prepare_filesystem, resolve_secret_key
+
+_log = logging.getLogger("livebase")
+
+
+def _announce(settings: Settings, bootstrap: AdminBootstrap) -> None:
+    if not bootstrap.created:
+        return
+    lines = [f"created the administrator {bootstrap.email}"]
+    if bootstrap.generated_password:
+        lines.append(f"  password (shown once): {bootstrap.generated_password}")
+    else:
+        lines.append("  password: the ADMIN_PASSWORD you set")
+    base = f"http://{settings.HOST}:{settings.PORT}"
+    lines.append(
+        f"  log in: curl -X POST {base}/auth/login -H 'Content-Type: application/json' "
+        f'-d \'{{"email": "{bootstrap.email}", "password": "..."}}\''
+    )
+    print("\n".join(lines), flush=True)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the application; nothing touches the disk or database until start-up."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        prepare_filesystem(settings)
+        services = build_services(settings, resolve_secret_key(settings))
+        await services.start()
+        _announce(
+            settings, await ensure_admin(services.db, settings.ADMIN_EMAIL, settings.ADMIN_PASSWORD)
+        )
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="livebase",
+        version=__version__,
+        description="Self-hosted backend-as-a-service with permission-aware realtime.",
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (health.router, auth.router, items.router, admin.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt=("/files",))
+    return app
+
+
+def services_of(app: FastAPI) -> Services:
+    services: Services = app.state.services
+    return services

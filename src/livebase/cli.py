@@ -1,0 +1,87 @@
+"""The ``livebase`` command: ``serve`` and ``create-admin``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from livebase import __version__
+from livebase.settings import ConfigError, Settings, load_settings, prepare_filesystem
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from livebase.app import create_app
+
+    prepare_filesystem(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.HOST,
+        port=args.port if args.port is not None else settings.PORT,
+        log_level=settings.LOG_LEVEL,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        lifespan="on",
+        access_log=settings.LOG_LEVEL == "debug",
+    )
+    return 0
+
+
+async def _create_admin(settings: Settings, email: str, password: str) -> None:
+    from livebase.services.container import build_services
+    from livebase.services.users import create_admin
+    from livebase.settings import resolve_secret_key
+
+    services = build_services(settings, resolve_secret_key(settings))
+    try:
+        await services.start()
+        user = await create_admin(services.db, email, password)
+        print(f"created administrator {user['email']} (id {user['id']})")
+    finally:
+        await services.stop()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livebase",
+        description="Self-hosted backend-as-a-service with permission-aware realtime. "
+        "Configuration comes from environment variables or a .env file (see README).",
+    )
+    parser.add_argument("--version", action="version", version=f"livebase {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the REST API and realtime server")
+    serve.add_argument("--host", help="listen address (default: HOST)")
+    serve.add_argument("--port", type=int, help="listen port (default: PORT)")
+    admin = commands.add_parser("create-admin", help="create an administrator account")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", help="prompted for when omitted")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            return _serve(settings, args)
+        password = args.password or getpass.getpass("password: ")
+        prepare_filesystem(settings)
+        asyncio.run(_create_admin(settings, args.email, password))
+        return 0
+    except ConfigError as exc:
+        print(f"livebase: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a service error from create-admin, e.g. a taken e-mail
+        message = getattr(exc, "message", None)
+        if message is None:
+            raise
+        print(f"livebase: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Business rules. Nothing here imports FastAPI, Starlette or Socket.IO."""

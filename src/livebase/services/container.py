@@ -1,0 +1,70 @@
+"""Wiring: one object holding every service of a running livebase process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from livebase.services.auth import AuthService
+from livebase.services.events import EventBus
+from livebase.services.items import ItemsService
+from livebase.services.permissions import PermissionService
+from livebase.services.ratelimit import RateLimiter
+from livebase.services.registry import CollectionRegistry
+from livebase.services.roles import RoleService
+from livebase.services.schemas import SchemaService
+from livebase.services.tokens import TokenCodec
+from livebase.services.users import UserRules
+from livebase.settings import Settings
+from livebase.storage.database import Database
+from livebase.storage.migrations import migrate
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    events: EventBus
+    tokens: TokenCodec
+    registry: CollectionRegistry
+    permissions: PermissionService
+    items: ItemsService
+    schemas: SchemaService
+    roles: RoleService
+    auth: AuthService
+
+    async def start(self) -> None:
+        """Upgrade the system tables and load schemas and permissions into memory."""
+        await migrate(self.db)
+        await self.registry.load()
+        await self.permissions.load()
+
+    async def stop(self) -> None:
+        await self.db.dispose()
+
+
+def build_services(settings: Settings, secret_key: str) -> Services:
+    db = Database(settings.DATABASE_URL)
+    events = EventBus()
+    tokens = TokenCodec(secret_key, settings.ACCESS_TOKEN_EXPIRES_IN)
+    registry = CollectionRegistry(db)
+    permissions = PermissionService(db, registry, events)
+    items = ItemsService(db, registry, permissions, events)
+    items.set_rules("users", UserRules())
+    return Services(
+        settings=settings,
+        db=db,
+        events=events,
+        tokens=tokens,
+        registry=registry,
+        permissions=permissions,
+        items=items,
+        schemas=SchemaService(db, registry, permissions, events),
+        roles=RoleService(db),
+        auth=AuthService(
+            db,
+            tokens,
+            events,
+            RateLimiter(settings.RATE_LIMIT_AUTH),
+            settings.PUBLIC_REGISTRATION,
+        ),
+    )

@@ -1,0 +1,406 @@
+"""The items service: permission-checked reads and writes of collection items.
+
+Every write runs in one transaction and publishes one :class:`ChangeEvent`
+per item after the commit; a write that fails anywhere publishes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from livebase.services import filters
+from livebase.services.accountability import Accountability
+from livebase.services.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    ServiceError,
+    ValidationFailed,
+)
+from livebase.services.events import Action, ChangeEvent, EventBus
+from livebase.services.locks import KeyedLocks
+from livebase.services.permissions import PermissionService, Scope
+from livebase.services.query import Query
+from livebase.services.registry import CollectionRegistry
+from livebase.services.values import check_rules, coerce_value
+from livebase.storage.database import Database
+from livebase.storage.model import Collection, FieldKind
+from livebase.storage.types import utcnow
+
+Item = dict[str, Any]
+MAX_BULK = 1000
+
+
+class CollectionRules(Protocol):
+    """Extra rules of one (system) collection, run inside the write transaction."""
+
+    async def prepare(
+        self, conn: AsyncConnection, action: Action, data: Item, previous: Item | None
+    ) -> Item: ...
+
+    async def after_write(
+        self, conn: AsyncConnection, action: Action, item: Item, previous: Item | None
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Op:
+    action: Action
+    key: Any = None
+    data: Item | None = None
+
+
+class ItemsService:
+    def __init__(
+        self,
+        db: Database,
+        registry: CollectionRegistry,
+        permissions: PermissionService,
+        events: EventBus,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._permissions = permissions
+        self._events = events
+        self._locks = KeyedLocks()
+        self._rules: dict[str, CollectionRules] = {}
+
+    def set_rules(self, collection: str, rules: CollectionRules) -> None:
+        self._rules[collection] = rules
+
+    # -- reading ---------------------------------------------------------------
+
+    async def read_many(
+        self, name: str, query: Query, who: Accountability
+    ) -> tuple[list[Item], int]:
+        """Items matching ``query`` that ``who`` may read, and how many match in all."""
+        collection = await self._registry.get(name)
+        scope = self._scope(who, collection, "read")
+        fields = self._selected_fields(collection, scope, query.fields)
+        condition = filters.and_(
+            self._user_filter(collection, scope, query.filter),
+            scope.condition,
+            self._search(collection, scope, query.search),
+        )
+        table = collection.table
+        where = filters.to_sql(condition, table.c, self._db.dialect)
+        statement: Select[Any] = select(*(table.c[f] for f in fields)).where(where)
+        for field, descending in self._sort(collection, scope, query.sort):
+            column = table.c[field]
+            # NULLs sort as the largest value, on SQLite as on PostgreSQL.
+            order = column.desc().nulls_first() if descending else column.asc().nulls_last()
+            statement = statement.order_by(order)
+        statement = statement.order_by(table.c[collection.primary_key])
+        if query.limit is not None:
+            statement = statement.limit(query.limit)
+        if query.offset:
+            statement = statement.offset(query.offset)
+        async with self._db.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+            total = await conn.scalar(select(func.count()).select_from(table).where(where))
+        return [dict(row) for row in rows], int(total or 0)
+
+    async def read_one(
+        self, name: str, raw_key: object, who: Accountability, fields: list[str] | None = None
+    ) -> Item:
+        collection = await self._registry.get(name)
+        scope = self._scope(who, collection, "read")
+        selected = self._selected_fields(collection, scope, fields)
+        key = self._key(collection, raw_key)
+        table = collection.table
+        condition = filters.to_sql(scope.condition, table.c, self._db.dialect)
+        statement = select(*(table.c[f] for f in selected)).where(
+            table.c[collection.primary_key] == key, condition
+        )
+        async with self._db.connect() as conn:
+            row = (await conn.execute(statement)).mappings().first()
+        if row is None:
+            raise NotFound(f"item {raw_key!r} not found in {name}", "ITEM_NOT_FOUND")
+        return dict(row)
+
+    # -- writing ---------------------------------------------------------------
+
+    async def create(self, name: str, data: object, who: Accountability) -> Item:
+        return (await self._write(name, who, [_Op("create", data=_body(data))], bulk=False))[0]
+
+    async def create_many(self, name: str, items: object, who: Accountability) -> list[Item]:
+        ops = [_Op("create", data=_body(entry, i)) for i, entry in enumerate(_list(items))]
+        return await self._write(name, who, ops, bulk=True)
+
+    async def update(self, name: str, raw_key: object, data: object, who: Accountability) -> Item:
+        collection = await self._registry.get(name)
+        op = _Op("update", key=self._key(collection, raw_key), data=_body(data))
+        return (await self._write(name, who, [op], bulk=False))[0]
+
+    async def update_many(self, name: str, items: object, who: Accountability) -> list[Item]:
+        collection = await self._registry.get(name)
+        ops = []
+        for index, entry in enumerate(_list(items)):
+            body = _body(entry, index)
+            if collection.primary_key not in body:
+                raise BadRequest(f"item {index}: needs its {collection.primary_key!r}")
+            key = self._key(collection, body[collection.primary_key], index)
+            ops.append(_Op("update", key=key, data=body))
+        return await self._write(name, who, ops, bulk=True)
+
+    async def delete(self, name: str, raw_key: object, who: Accountability) -> Any:
+        collection = await self._registry.get(name)
+        op = _Op("delete", key=self._key(collection, raw_key))
+        await self._write(name, who, [op], bulk=False)
+        return op.key
+
+    async def delete_many(self, name: str, keys: object, who: Accountability) -> list[Any]:
+        collection = await self._registry.get(name)
+        ops = [_Op("delete", key=self._key(collection, k, i)) for i, k in enumerate(_list(keys))]
+        await self._write(name, who, ops, bulk=True)
+        return [op.key for op in ops]
+
+    async def _write(
+        self, name: str, who: Accountability, ops: list[_Op], bulk: bool
+    ) -> list[Item]:
+        collection = await self._registry.get(name)
+        if collection.read_only:
+            raise Forbidden(f"{name} is written through its own routes, not /items")
+        locked = [(name, op.key) for op in ops if op.key is not None]
+        if len(set(locked)) != len(locked):
+            raise BadRequest("the same item appears twice in one bulk request")
+        async with self._locks.hold(locked):
+            events: list[ChangeEvent] = []
+            async with self._db.transaction() as conn:
+                for index, op in enumerate(ops):
+                    try:
+                        events.append(await self._apply(conn, collection, who, op))
+                    except ServiceError as exc:
+                        if bulk:
+                            exc.message = f"item {index}: {exc.message}"
+                            exc.args = (exc.message,)
+                        raise
+            # Still holding the item locks: events about one item leave in commit order.
+            await self._events.publish(*events)
+        read_scope = self._permissions.scope(who, collection, "read")
+        return [self._answer(collection, read_scope, event) for event in events]
+
+    async def _apply(
+        self, conn: AsyncConnection, collection: Collection, who: Accountability, op: _Op
+    ) -> ChangeEvent:
+        scope = self._scope(who, collection, op.action)
+        matches = filters.to_predicate(scope.condition)
+        previous = None
+        if op.action != "create":
+            previous = await self._locked_row(conn, collection, op.key)
+            if not matches(previous):
+                raise Forbidden(f"you may not {op.action} item {op.key!r} of {collection.name}")
+        rules = self._rules.get(collection.name)
+        data = op.data
+        if rules is not None:
+            data = await rules.prepare(conn, op.action, data or {}, previous)
+        table = collection.table
+        pk = table.c[collection.primary_key]
+        try:
+            if op.action == "create":
+                assert data is not None
+                values = self._values(collection, scope, data, who, creating=True)
+                result = await conn.execute(insert(table).values(**values))
+                inserted = result.inserted_primary_key
+                key = values.get(collection.primary_key, inserted[0] if inserted else None)
+            elif op.action == "update":
+                assert data is not None
+                values = self._values(collection, scope, data, who, creating=False, key=op.key)
+                await conn.execute(update(table).where(pk == op.key).values(**values))
+                key = op.key
+            else:
+                await conn.execute(delete(table).where(pk == op.key))
+                key = op.key
+        except IntegrityError:
+            raise Conflict(f"a value of {collection.name} must be unique and is taken") from None
+        item = previous if op.action == "delete" else await self._locked_row(conn, collection, key)
+        assert item is not None
+        if op.action != "delete" and not matches(item):
+            raise Forbidden(f"the resulting item is outside your {op.action} permission")
+        if rules is not None:
+            await rules.after_write(conn, op.action, item, previous)
+        return ChangeEvent(collection.name, op.action, key, item, previous, who.user_id)
+
+    async def _locked_row(self, conn: AsyncConnection, collection: Collection, key: Any) -> Item:
+        table = collection.table
+        statement = select(table).where(table.c[collection.primary_key] == key)
+        if self._db.dialect == "postgresql":
+            statement = statement.with_for_update()
+        row = (await conn.execute(statement)).mappings().first()
+        if row is None:
+            raise NotFound(f"item {key!r} not found in {collection.name}", "ITEM_NOT_FOUND")
+        return dict(row)
+
+    def _values(
+        self,
+        collection: Collection,
+        scope: Scope,
+        data: Mapping[str, Any],
+        who: Accountability,
+        *,
+        creating: bool,
+        key: Any = None,
+    ) -> Item:
+        """The column values to write: checked input, then defaults and stamps."""
+        values: Item = {}
+        for name, raw in data.items():
+            spec = collection.fields.get(name)
+            if spec is None:
+                raise BadRequest(f"{collection.name} has no field {name!r}", "UNKNOWN_FIELD")
+            if spec.primary_key and not creating:
+                if self._key(collection, raw) != key:
+                    raise BadRequest(f"the {name!r} of an item cannot change")
+                continue
+            if spec.managed:
+                raise BadRequest(f"field {name!r} is set by the server")
+            if not scope.field_allowed(name) and not spec.primary_key:
+                raise Forbidden(f"you may not write field {name!r} of {collection.name}")
+            value = coerce_value(spec.kind, raw, f"field {name}")
+            if value is None and not spec.allow_null:
+                raise _required(name)
+            if value is not None:
+                check_rules(spec, value)
+            values[name] = value
+        if creating:
+            _fill_defaults(collection, values)
+        _stamp(collection, values, who, creating)
+        return values
+
+    # -- permissions and shaping -------------------------------------------------
+
+    def _scope(self, who: Accountability, collection: Collection, action: str) -> Scope:
+        scope = self._permissions.scope(who, collection, action)  # type: ignore[arg-type]
+        if scope is None:
+            raise Forbidden(f"you may not {action} items of {collection.name}")
+        return scope
+
+    def _readable(self, collection: Collection, scope: Scope) -> list[str]:
+        return [f for f in collection.visible_fields if scope.field_allowed(f)]
+
+    def _check_readable(self, collection: Collection, scope: Scope, names: Any, what: str) -> None:
+        for name in names:
+            if name not in collection.kinds:
+                raise BadRequest(f"{collection.name} has no field {name!r}", "UNKNOWN_FIELD")
+            if not scope.field_allowed(name):
+                raise Forbidden(f"you may not read field {name!r} of {collection.name} ({what})")
+
+    def _selected_fields(
+        self, collection: Collection, scope: Scope, requested: list[str] | None
+    ) -> list[str]:
+        readable = self._readable(collection, scope)
+        if not requested or "*" in requested:
+            return readable
+        self._check_readable(collection, scope, requested, "fields")
+        selected = list(dict.fromkeys([collection.primary_key, *requested]))
+        return selected
+
+    def _user_filter(self, collection: Collection, scope: Scope, raw: Any) -> filters.Node:
+        node = filters.parse(raw, collection.kinds)
+        self._check_readable(collection, scope, sorted(filters.fields_of(node)), "filter")
+        return node
+
+    def _search(self, collection: Collection, scope: Scope, text: str | None) -> filters.Node:
+        if not text:
+            return filters.TRUE
+        searchable = [
+            name
+            for name in self._readable(collection, scope)
+            if collection.fields[name].kind in (FieldKind.STRING, FieldKind.TEXT)
+        ]
+        if not searchable:
+            return filters.Compare(collection.primary_key, "in", ())
+        return filters.Or(tuple(filters.Compare(f, "iLike", text) for f in searchable))
+
+    def _sort(
+        self, collection: Collection, scope: Scope, sort: list[tuple[str, bool]]
+    ) -> list[tuple[str, bool]]:
+        self._check_readable(collection, scope, [f for f, _ in sort], "sort")
+        for name, _ in sort:
+            if collection.fields[name].kind is FieldKind.JSON:
+                raise BadRequest(f"cannot sort by JSON field {name!r}")
+        return sort
+
+    def _answer(self, collection: Collection, scope: Scope | None, event: ChangeEvent) -> Item:
+        """What the writer gets back: the item as its read permission shows it."""
+        key_only = {collection.primary_key: event.key}
+        if scope is None or event.action == "delete":
+            return key_only
+        if not filters.to_predicate(scope.condition)(event.item):
+            return key_only
+        return {f: event.item.get(f) for f in self._readable(collection, scope)}
+
+    def _key(self, collection: Collection, raw: object, index: int | None = None) -> Any:
+        """The primary key value from a path or body; a bad one is a 400 (naming its index)."""
+        prefix = "" if index is None else f"item {index}: "
+        spec = collection.fields[collection.primary_key]
+        if isinstance(raw, str) and spec.kind in (FieldKind.INTEGER, FieldKind.BIGINT):
+            try:
+                raw = int(raw)
+            except ValueError:
+                raise BadRequest(f"{prefix}invalid id {raw!r}: expected an integer") from None
+        try:
+            key = coerce_value(spec.kind, raw, "id")
+        except ServiceError as exc:
+            message = exc.message.removeprefix("id: ")
+            raise BadRequest(f"{prefix}invalid id: {message}") from None
+        if key is None:
+            raise BadRequest(f"{prefix}an id is required")
+        return key
+
+
+def _required(name: str) -> ServiceError:
+    return ValidationFailed(f"field {name}: is required", "FIELD_REQUIRED")
+
+
+def _fill_defaults(collection: Collection, values: Item) -> None:
+    for spec in collection.fields.values():
+        if spec.name in values or spec.managed or spec.auto_increment:
+            continue
+        default = _default_value(spec.default, spec.kind)
+        if default is None and not spec.allow_null:
+            raise _required(spec.name)
+        values[spec.name] = default
+
+
+def _stamp(collection: Collection, values: Item, who: Accountability, creating: bool) -> None:
+    now = utcnow()
+    stamps: Item = {"updatedAt": now, "userUpdated": who.user_id}
+    if creating:
+        stamps.update(createdAt=now, userCreated=who.user_id)
+    for name, value in stamps.items():
+        spec = collection.fields.get(name)
+        if spec is not None and spec.managed:
+            values[name] = value
+
+
+def _default_value(default: Any, kind: FieldKind) -> Any:
+    if default == "UUIDV4":
+        return str(uuid.uuid4())
+    if default == "NOW":
+        now = utcnow()
+        return now.date() if kind is FieldKind.DATE else now
+    return default
+
+
+def _body(data: object, index: int | None = None) -> Item:
+    if not isinstance(data, dict):
+        prefix = "" if index is None else f"item {index}: "
+        raise BadRequest(f"{prefix}expected a JSON object")
+    return data
+
+
+def _list(data: object) -> list[Any]:
+    if not isinstance(data, list) or not data:
+        raise BadRequest("expected a non-empty JSON array")
+    if len(data) > MAX_BULK:
+        raise BadRequest(f"at most {MAX_BULK} items per bulk request")
+    return data
+

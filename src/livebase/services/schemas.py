@@ -1,0 +1,198 @@
+"""Defining collections at run time: create, change and drop their tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from livebase.services.accountability import Accountability, require_admin
+from livebase.services.definitions import Definition, check_name, parse_definition
+from livebase.services.errors import BadRequest, Conflict
+from livebase.services.events import ChangeEvent, EventBus, PermissionsChanged
+from livebase.services.permissions import PermissionService
+from livebase.services.registry import CollectionRegistry, make_collection
+from livebase.storage import system, tables
+from livebase.storage.database import Database
+from livebase.storage.model import Collection, FieldSpec
+from livebase.storage.types import utcnow
+
+_STRUCTURAL = ("kind", "length", "precision", "scale", "primary_key")
+
+
+def _describe(collection: Collection) -> dict[str, Any]:
+    return {"collectionName": collection.name, "schema": collection.definition}
+
+
+class SchemaService:
+    def __init__(
+        self,
+        db: Database,
+        registry: CollectionRegistry,
+        permissions: PermissionService,
+        events: EventBus,
+    ) -> None:
+        self._db = db
+        self._registry = registry
+        self._permissions = permissions
+        self._events = events
+
+    async def list(self, who: Accountability) -> list[dict[str, Any]]:
+        require_admin(who)
+        await self._registry.load()
+        return [_describe(c) for c in self._registry.user_collections()]
+
+    async def get(self, who: Accountability, name: str) -> dict[str, Any]:
+        require_admin(who)
+        collection = await self._registry.get(name)
+        if collection.system:
+            fields = {
+                f.name: {"type": f.kind.value, "allowNull": f.allow_null}
+                for f in collection.fields.values()
+                if not f.hidden
+            }
+            return {"collectionName": name, "schema": {"system": True, "fields": fields}}
+        return _describe(collection)
+
+    async def create(self, who: Accountability, body: object) -> dict[str, Any]:
+        require_admin(who)
+        if not isinstance(body, dict):
+            raise BadRequest("body must be {collectionName, schema}")
+        unknown = set(body) - {"collectionName", "schema"}
+        if unknown:
+            raise BadRequest(
+                f"unknown propert{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}"
+            )
+        name = check_name(body.get("collectionName"), "collection")
+        if name.lower().startswith("livebase") or self._registry.taken(name):
+            await self._registry.load()
+        if name.lower().startswith("livebase") or self._registry.taken(name):
+            raise Conflict(
+                f"collection {name!r} already exists or is reserved", "COLLECTION_EXISTS"
+            )
+        collection = make_collection(name, parse_definition(body.get("schema", {})))
+        now = utcnow()
+        try:
+            async with self._db.transaction() as conn:
+                await tables.create_table(conn, collection.table)
+                await conn.execute(
+                    insert(system.schemas).values(
+                        collectionName=name,
+                        schema=collection.definition,
+                        createdAt=now,
+                        updatedAt=now,
+                    )
+                )
+        except IntegrityError:
+            raise Conflict(f"collection {name!r} already exists", "COLLECTION_EXISTS") from None
+        self._registry.put(collection)
+        await self._published("create", collection)
+        return _describe(collection)
+
+    async def update(self, who: Accountability, name: str, body: object) -> dict[str, Any]:
+        """Merge a partial schema.
+
+        Options replace the old ones; ``fields`` entries add or change a field,
+        and a ``null`` entry drops it.
+        """
+        require_admin(who)
+        current = await self._registry.get(name)
+        if current.system:
+            raise BadRequest(f"{name} is a system collection; its schema is fixed")
+        if (
+            isinstance(body, dict)
+            and "schema" in body
+            and set(body) <= {"schema", "collectionName"}
+        ):
+            body = body["schema"]
+        if not isinstance(body, dict):
+            raise BadRequest("body must be a (partial) schema object")
+        merged = {**current.definition, **{k: v for k, v in body.items() if k != "fields"}}
+        changes = body.get("fields", {})
+        if not isinstance(changes, dict):
+            raise BadRequest("schema.fields must be an object")
+        fields = {**current.definition.get("fields", {})}
+        for field_name, spec in changes.items():
+            if spec is None:
+                if fields.pop(field_name, None) is None:
+                    raise BadRequest(f"{name} has no field {field_name!r} to drop")
+            else:
+                fields[field_name] = spec
+        merged["fields"] = fields
+        definition = parse_definition(merged)
+        updated = make_collection(name, definition)
+        async with self._db.transaction() as conn:
+            await self._alter(conn, current, definition, updated)
+            await conn.execute(
+                update(system.schemas)
+                .where(system.schemas.c.collectionName == name)
+                .values(schema=updated.definition, updatedAt=utcnow())
+            )
+        self._registry.put(updated)
+        await self._published("update", updated)
+        return _describe(updated)
+
+    async def _alter(
+        self, conn: AsyncConnection, current: Collection, new: Definition, updated: Collection
+    ) -> None:
+        old_fields, new_fields = current.fields, new.fields
+        lowered = [n.lower() for n in new_fields]
+        if len(set(lowered)) != len(lowered):
+            raise BadRequest("two fields differ only in letter case")
+        for name in old_fields.keys() - new_fields.keys():
+            if old_fields[name].primary_key:
+                raise BadRequest("the primary key cannot be dropped")
+            if old_fields[name].unique:
+                await tables.drop_unique_index(conn, current.table, name)
+            await tables.drop_column(conn, current.table, name)
+        for name in new_fields.keys() - old_fields.keys():
+            await tables.add_column(conn, updated.table, new_fields[name])
+            if new_fields[name].unique:
+                await self._add_unique(conn, updated, name)
+        for name in new_fields.keys() & old_fields.keys():
+            before, after = old_fields[name], new_fields[name]
+            if _structure(before) != _structure(after):
+                raise BadRequest(
+                    f"field {name!r}: changing its type, length, precision or key is not "
+                    "supported; add a new field and copy the data"
+                )
+            if before.unique and not after.unique:
+                await tables.drop_unique_index(conn, current.table, name)
+            elif after.unique and not before.unique:
+                await self._add_unique(conn, updated, name)
+
+    async def _add_unique(self, conn: AsyncConnection, collection: Collection, name: str) -> None:
+        try:
+            async with conn.begin_nested():
+                await tables.create_unique_index(conn, collection.table, name)
+        except IntegrityError:
+            raise Conflict(f"field {name!r} has duplicate values; it cannot be unique") from None
+
+    async def delete(self, who: Accountability, name: str) -> str:
+        require_admin(who)
+        collection = await self._registry.get(name)
+        if collection.system:
+            raise BadRequest(f"{name} is a system collection and cannot be dropped")
+        async with self._db.transaction() as conn:
+            await tables.drop_table(conn, collection.table)
+            await conn.execute(
+                delete(system.schemas).where(system.schemas.c.collectionName == name)
+            )
+            await self._permissions.delete_for_collection(conn, name)
+        self._registry.remove(name)
+        await self._permissions.load()
+        await self._published("delete", collection)
+        await self._events.publish(PermissionsChanged(role=None))
+        return name
+
+    async def _published(self, action: Any, collection: Collection) -> None:
+        item = _describe(collection)
+        await self._events.publish(
+            ChangeEvent("schemas", action, collection.name, item, None, user_id=None)
+        )
+
+
+def _structure(spec: FieldSpec) -> tuple[Any, ...]:
+    return tuple(getattr(spec, attr) for attr in _STRUCTURAL)

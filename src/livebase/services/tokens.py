@@ -1,0 +1,64 @@
+"""JWT access tokens (HS256) carrying user id, role and session id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from livebase.services.errors import Unauthorized
+
+_ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: str
+    role: str
+    session_id: str
+    expires_at: datetime
+
+
+class TokenCodec:
+    def __init__(self, secret: str, lifetime_seconds: int) -> None:
+        self._secret = secret
+        self.lifetime = timedelta(seconds=lifetime_seconds)
+
+    def issue(self, user_id: str, role: str, session_id: str, expires_at: datetime) -> str:
+        now = datetime.now(UTC)
+        payload = {
+            "sub": user_id,
+            "role": role,
+            "sid": session_id,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+        }
+        return jwt.encode(payload, self._secret, algorithm=_ALGORITHM)
+
+    def decode(self, token: str) -> TokenClaims:
+        """Verify a token; every refusal is :class:`Unauthorized` with one clear message."""
+        try:
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                options={"require": ["sub", "sid", "exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired", "TOKEN_EXPIRED") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("invalid token signature", "INVALID_TOKEN") from None
+        except jwt.DecodeError:
+            raise Unauthorized("malformed token", "INVALID_TOKEN") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"invalid token: {exc}", "INVALID_TOKEN") from None
+        user_id, session_id, role = payload.get("sub"), payload.get("sid"), payload.get("role")
+        if not isinstance(user_id, str) or not isinstance(session_id, str):
+            raise Unauthorized("malformed token", "INVALID_TOKEN")
+        return TokenClaims(
+            user_id=user_id,
+            role=role if isinstance(role, str) else "",
+            session_id=session_id,
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+        )

@@ -1,0 +1,166 @@
+"""Configuration: every variable of SPEC §1 in one class, read from the environment or `.env`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+_log = logging.getLogger("livebase")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message is one line naming the variable."""
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=True)
+
+    ENV: Literal["development", "production", "test"] = "development"
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(8056, ge=0, le=65535)
+    DATA_DIR: Path = Path("./data")
+    DATABASE_URL: str = "sqlite:///./data/livebase.db"
+    SECRET_KEY: str | None = None
+    ACCESS_TOKEN_EXPIRES_IN: int = Field(604800, gt=0)
+    PUBLIC_REGISTRATION: bool = True
+    ADMIN_EMAIL: str = "admin@example.com"
+    ADMIN_PASSWORD: str | None = None
+
+    SOCKET_ENABLED: bool = True
+    SOCKET_PATH: str = "/realtime"
+    SOCKET_CORS_ENABLED_ORIGINS: CommaList = []
+    CACHE_REDIS_URL: str | None = None
+    SOCKET_REDIS_URL: str | None = None
+    SOCKET_REDIS_KEY: str = "livebase"
+    SOCKET_EXCLUDE_COLLECTIONS: CommaList = []
+    SOCKET_AUTO_JOIN_COLLECTIONS: bool = True
+    SOCKET_ALLOW_ANONYMOUS: bool = True
+    SOCKET_PRESENCE_GRACE: float = Field(5.0, ge=0)
+    SOCKET_MAX_MESSAGE_SIZE: int = Field(1_048_576, gt=0)
+
+    STORAGE_PATH: Path = Path("./data/uploads")
+    MAX_UPLOAD_FILE_SIZE: float = Field(50, gt=0)
+    MAX_REQUEST_BODY_SIZE: int = Field(10 * 1024 * 1024, gt=0)
+    EXTENSIONS_PATH: Path = Path("./extensions")
+    RATE_LIMIT_AUTH: int = Field(20, ge=0)
+    LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    _split = field_validator(
+        "SOCKET_CORS_ENABLED_ORIGINS", "SOCKET_EXCLUDE_COLLECTIONS", mode="before"
+    )(_split_commas)
+
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        try:
+            backend = make_url(value).get_backend_name()
+        except Exception as exc:
+            raise ValueError(f"not a database URL: {value!r}") from exc
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"use sqlite:///path or postgresql://user:pw@host/db, not {backend!r}")
+        return value
+
+    @field_validator("CACHE_REDIS_URL", "SOCKET_REDIS_URL")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"not a Redis URL (redis://host:port/db): {value!r}")
+        return value
+
+    @field_validator("SOCKET_PATH")
+    @classmethod
+    def _check_socket_path(cls, value: str) -> str:
+        if not value.startswith("/") or len(value) < 2:
+            raise ValueError("must start with '/' and name a path, e.g. /realtime")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _production_needs_secret(self) -> Settings:
+        if self.ENV == "production" and not self.SECRET_KEY:
+            raise ValueError("SECRET_KEY: required when ENV=production")
+        return self
+
+    @property
+    def redis_url(self) -> str | None:
+        """The Redis used by the realtime layer (SOCKET_REDIS_URL wins)."""
+        return self.SOCKET_REDIS_URL or self.CACHE_REDIS_URL
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        url = make_url(self.DATABASE_URL)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; raise :class:`ConfigError` with one line naming the culprit."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not location:  # model-level check: the message names the variable
+            raise ConfigError(message) from None
+        raw = error.get("input")
+        shown = f" (got {raw!r})" if isinstance(raw, str | int | float) else ""
+        raise ConfigError(f"{location}: {message}{shown}") from None
+
+
+def prepare_filesystem(settings: Settings) -> None:
+    """Create the data directories and make sure they are writable."""
+    paths = [("DATA_DIR", settings.DATA_DIR), ("STORAGE_PATH", settings.STORAGE_PATH)]
+    if settings.sqlite_path is not None:
+        paths.append(("DATABASE_URL", settings.sqlite_path.parent))
+    for name, path in paths:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"{name}: directory {str(path)!r} is not writable ({exc.strerror})"
+            ) from None
+
+
+def resolve_secret_key(settings: Settings) -> str:
+    """SECRET_KEY, or one generated once and kept in DATA_DIR (with a warning)."""
+    if settings.SECRET_KEY:
+        return settings.SECRET_KEY
+    key_file = settings.DATA_DIR / "secret_key"
+    try:
+        if key_file.exists():
+            return key_file.read_text().strip()
+        key = secrets.token_urlsafe(48)
+        key_file.write_text(key)
+        key_file.chmod(0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"SECRET_KEY: not set and {key_file} is unusable ({exc.strerror})"
+        ) from None
+    _log.warning("SECRET_KEY is not set: generated one and kept it in %s", key_file)
+    return key

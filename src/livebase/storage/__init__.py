@@ -1,0 +1,1 @@
+"""Storage layer: SQLAlchemy Core over SQLite (aiosqlite) and PostgreSQL (asyncpg)."""

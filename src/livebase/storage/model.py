@@ -1,0 +1,65 @@
+"""What a collection is, as storage sees it: fields with kinds, a primary key, a table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Table
+
+
+class FieldKind(StrEnum):
+    """The SPEC §2 field types, spelled as in BAASIX schemas."""
+
+    STRING = "String"
+    TEXT = "Text"
+    INTEGER = "Integer"
+    BIGINT = "BigInt"
+    DOUBLE = "Double"
+    DECIMAL = "Decimal"
+    BOOLEAN = "Boolean"
+    DATE = "Date"
+    DATETIME = "DateTime"
+    UUID = "UUID"
+    JSON = "JSON"
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: FieldKind
+    allow_null: bool = True
+    unique: bool = False
+    default: Any = None  # a literal, "UUIDV4", "NOW" or "AUTOINCREMENT"
+    length: int | None = None
+    precision: int | None = None
+    scale: int | None = None
+    validate: dict[str, Any] = field(default_factory=dict)
+    primary_key: bool = False
+    managed: bool = False  # written by the server only (timestamps, accountability)
+    hidden: bool = False  # never leaves the server (password hashes)
+
+    @property
+    def auto_increment(self) -> bool:
+        return bool(self.default == "AUTOINCREMENT")
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    fields: dict[str, FieldSpec]
+    table: Table
+    primary_key: str = "id"
+    realtime: bool = True
+    system: bool = False
+    read_only: bool = False  # system collections written through their own routes
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kinds(self) -> dict[str, FieldKind]:
+        return {name: spec.kind for name, spec in self.fields.items() if not spec.hidden}
+
+    @property
+    def visible_fields(self) -> tuple[str, ...]:
+        return tuple(name for name, spec in self.fields.items() if not spec.hidden)

@@ -1,0 +1,108 @@
+"""Building SQLAlchemy tables from field specs, and the DDL that changes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import TypeEngine
+
+from livebase.storage.model import FieldKind, FieldSpec
+from livebase.storage.types import UTCDateTime
+
+
+def column_type(spec: FieldSpec) -> TypeEngine[Any]:
+    kind = spec.kind
+    if kind is FieldKind.STRING:
+        return String(spec.length or 255)
+    if kind is FieldKind.DECIMAL:
+        return Numeric(spec.precision or 12, spec.scale if spec.scale is not None else 2)
+    simple: dict[FieldKind, TypeEngine[Any]] = {
+        FieldKind.TEXT: Text(),
+        FieldKind.INTEGER: Integer(),
+        FieldKind.BIGINT: BigInteger(),
+        FieldKind.DOUBLE: Double(),
+        FieldKind.BOOLEAN: Boolean(),
+        FieldKind.DATE: Date(),
+        FieldKind.DATETIME: UTCDateTime(),
+        FieldKind.UUID: String(36),
+        FieldKind.JSON: JSON(),
+    }
+    return simple[kind]
+
+
+def _column(spec: FieldSpec) -> Column[Any]:
+    # NOT NULL, defaults and validation are enforced by the items service so
+    # that a schema change never needs a table rebuild; uniqueness is a real
+    # index because only the database can enforce it under concurrency.
+    if spec.primary_key:
+        return Column(
+            spec.name,
+            column_type(spec),
+            primary_key=True,
+            autoincrement=spec.auto_increment,
+        )
+    return Column(spec.name, column_type(spec), nullable=True)
+
+
+def unique_index_name(table: str, field: str) -> str:
+    return f"uq_{table}_{field}"[:63]
+
+
+def build_table(name: str, fields: dict[str, FieldSpec], metadata: MetaData) -> Table:
+    table = Table(name, metadata, *(_column(spec) for spec in fields.values()))
+    for spec in fields.values():
+        if spec.unique and not spec.primary_key:
+            Index(unique_index_name(name, spec.name), table.c[spec.name], unique=True)
+    return table
+
+
+async def create_table(conn: AsyncConnection, table: Table) -> None:
+    await conn.run_sync(lambda sync_conn: table.create(sync_conn))
+
+
+async def drop_table(conn: AsyncConnection, table: Table) -> None:
+    await conn.run_sync(lambda sync_conn: table.drop(sync_conn))
+
+
+def _quote(conn: AsyncConnection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+async def add_column(conn: AsyncConnection, table: Table, spec: FieldSpec) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` (names are validated identifiers, then quoted)."""
+    column_sql = column_type(spec).compile(dialect=conn.dialect)
+    await conn.exec_driver_sql(
+        f"ALTER TABLE {_quote(conn, table.name)} ADD COLUMN {_quote(conn, spec.name)} {column_sql}"
+    )
+
+
+async def drop_column(conn: AsyncConnection, table: Table, name: str) -> None:
+    await conn.exec_driver_sql(
+        f"ALTER TABLE {_quote(conn, table.name)} DROP COLUMN {_quote(conn, name)}"
+    )
+
+
+async def create_unique_index(conn: AsyncConnection, table: Table, field: str) -> None:
+    index = Index(unique_index_name(table.name, field), table.c[field], unique=True)
+    await conn.run_sync(lambda sync_conn: index.create(sync_conn))
+
+
+async def drop_unique_index(conn: AsyncConnection, table: Table, field: str) -> None:
+    index = Index(unique_index_name(table.name, field), table.c[field], unique=True)
+    await conn.run_sync(lambda sync_conn: index.drop(sync_conn))

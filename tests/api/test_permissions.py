@@ -1,0 +1,266 @@
+"""SPEC §4: roles and permissions — rows, fields, $CURRENT_USER / $CURRENT_ROLE, 403s."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import Api, bearer
+
+NOTES = {
+    "title": {"type": "String"},
+    "secret": {"type": "String"},
+    "owner": {"type": "UUID"},
+    "audience": {"type": "String"},
+}
+
+
+@pytest.fixture
+async def notes(api: Api) -> Api:
+    await api.collection("notes", NOTES)
+    return api
+
+
+async def test_no_permission_means_no_access(notes: Api) -> None:
+    api = notes
+    token, _ = await api.user("a@example.com")
+    for method, url, body in (
+        ("GET", "/items/notes", None),
+        ("POST", "/items/notes", {"title": "x"}),
+    ):
+        assert (
+            await api.client.request(method, url, headers=bearer(token), json=body)
+        ).status_code == 403
+        assert (await api.client.request(method, url, json=body)).status_code == 403  # public
+
+
+async def test_reads_return_only_permitted_rows_and_fields(notes: Api) -> None:
+    api = notes
+    ann_token, ann = await api.user("ann@example.com")
+    _, bob = await api.user("bob@example.com")
+    for owner, title in ((ann["id"], "ann's"), (bob["id"], "bob's")):
+        await api.ok(
+            "POST",
+            "/items/notes",
+            201,
+            headers=api.admin,
+            json={"title": title, "secret": "s", "owner": owner},
+        )
+    await api.allow(
+        "user",
+        "notes",
+        "read",
+        fields=["title", "owner"],
+        conditions={"owner": {"eq": "$CURRENT_USER"}},
+    )
+
+    listed = await api.ok("GET", "/items/notes", headers=bearer(ann_token))
+    assert listed["totalCount"] == 1
+    assert [set(i) for i in listed["data"]] == [{"id", "title", "owner"}]
+    assert listed["data"][0]["title"] == "ann's"
+
+    bobs = await api.ok(
+        "GET",
+        "/items/notes",
+        headers=api.admin,
+        params={"filter": json.dumps({"owner": bob["id"]})},
+    )
+    bob_note = bobs["data"][0]["id"]
+    assert (
+        await api.client.get(f"/items/notes/{bob_note}", headers=bearer(ann_token))
+    ).status_code == 404
+
+    for params in ({"fields": "secret"}, {"filter": '{"secret":{"eq":"s"}}'}, {"sort": "secret"}):
+        response = await api.client.get("/items/notes", headers=bearer(ann_token), params=params)
+        assert response.status_code == 403, params
+
+
+async def test_current_role_in_conditions(notes: Api) -> None:
+    api = notes
+    await api.ok("POST", "/roles", 201, headers=api.admin, json={"name": "editor"})
+    token, user = await api.user("ed@example.com")
+    await api.ok("PATCH", f"/items/users/{user['id']}", headers=api.admin, json={"role": "editor"})
+    await api.ok(
+        "POST",
+        "/items/notes/bulk",
+        201,
+        headers=api.admin,
+        json=[{"audience": "editor"}, {"audience": "user"}],
+    )
+    await api.allow("editor", "notes", "read", conditions={"audience": {"eq": "$CURRENT_ROLE"}})
+    listed = await api.ok("GET", "/items/notes", headers=bearer(token))
+    assert [i["audience"] for i in listed["data"]] == ["editor"]
+
+
+async def test_writes_outside_conditions_are_403(notes: Api) -> None:
+    api = notes
+    token, me = await api.user("w@example.com")
+    _, other = await api.user("o@example.com")
+    own = {"owner": {"eq": "$CURRENT_USER"}}
+    await api.allow("user", "notes", "create", fields=["title", "owner"], conditions=own)
+    await api.allow("user", "notes", "update", fields=["title"], conditions=own)
+    await api.allow("user", "notes", "delete", conditions=own)
+    await api.allow("user", "notes", "read", conditions=own)
+    headers = bearer(token)
+
+    mine = await api.ok(
+        "POST", "/items/notes", 201, headers=headers, json={"title": "t", "owner": me["id"]}
+    )
+    assert mine["data"]["owner"] == me["id"]
+    foreign = await api.client.post(
+        "/items/notes", headers=headers, json={"title": "t", "owner": other["id"]}
+    )
+    assert foreign.status_code == 403
+    forbidden_field = await api.client.post(
+        "/items/notes", headers=headers, json={"secret": "x", "owner": me["id"]}
+    )
+    assert forbidden_field.status_code == 403
+
+    theirs = (
+        await api.ok(
+            "POST",
+            "/items/notes",
+            201,
+            headers=api.admin,
+            json={"title": "x", "owner": other["id"]},
+        )
+    )["data"]
+    for method, body in (("PATCH", {"title": "mine now"}), ("DELETE", None)):
+        response = await api.client.request(
+            method, f"/items/notes/{theirs['id']}", headers=headers, json=body
+        )
+        assert response.status_code == 403
+    not_allowed_field = await api.client.patch(
+        f"/items/notes/{mine['data']['id']}", headers=headers, json={"owner": other["id"]}
+    )
+    assert not_allowed_field.status_code == 403
+    await api.ok(
+        "PATCH", f"/items/notes/{mine['data']['id']}", headers=headers, json={"title": "renamed"}
+    )
+    await api.ok("DELETE", f"/items/notes/{mine['data']['id']}", headers=headers)
+    untouched = await api.ok("GET", f"/items/notes/{theirs['id']}", headers=api.admin)
+    assert untouched["data"]["title"] == "x"
+
+
+async def test_an_update_may_not_move_an_item_out_of_its_conditions(notes: Api) -> None:
+    api = notes
+    token, _ = await api.user("m@example.com")
+    await api.allow("user", "notes", "update", conditions={"audience": {"eq": "team"}})
+    item = (
+        await api.ok("POST", "/items/notes", 201, headers=api.admin, json={"audience": "team"})
+    )["data"]
+    response = await api.client.patch(
+        f"/items/notes/{item['id']}", headers=bearer(token), json={"audience": "world"}
+    )
+    assert response.status_code == 403
+    still = await api.ok("GET", f"/items/notes/{item['id']}", headers=api.admin)
+    assert still["data"]["audience"] == "team"
+
+
+async def test_public_role_permissions_apply_without_a_token(notes: Api) -> None:
+    api = notes
+    await api.ok(
+        "POST", "/items/notes", 201, headers=api.admin, json={"title": "open", "audience": "all"}
+    )
+    await api.ok(
+        "POST",
+        "/items/notes",
+        201,
+        headers=api.admin,
+        json={"title": "closed", "audience": "staff"},
+    )
+    await api.allow(
+        "public", "notes", "read", fields=["title"], conditions={"audience": {"eq": "all"}}
+    )
+    listed = await api.ok("GET", "/items/notes")
+    assert listed["data"] == [{"id": listed["data"][0]["id"], "title": "open"}]
+
+
+async def test_permission_changes_apply_to_the_next_request(notes: Api) -> None:
+    api = notes
+    token, _ = await api.user("p@example.com")
+    assert (await api.client.get("/items/notes", headers=bearer(token))).status_code == 403
+    rule = await api.allow("user", "notes", "read", fields=["title"])
+    listed = await api.ok("GET", "/items/notes", headers=bearer(token))
+    assert listed["data"] == []
+    await api.ok("PATCH", f"/permissions/{rule['id']}", headers=api.admin, json={"fields": ["*"]})
+    await api.ok("POST", "/items/notes", 201, headers=api.admin, json={"title": "t", "secret": "s"})
+    listed = await api.ok("GET", "/items/notes", headers=bearer(token))
+    assert listed["data"][0]["secret"] == "s"
+    await api.ok("DELETE", f"/permissions/{rule['id']}", headers=api.admin)
+    assert (await api.client.get("/items/notes", headers=bearer(token))).status_code == 403
+
+
+async def test_role_change_applies_at_once(notes: Api) -> None:
+    api = notes
+    token, user = await api.user("r@example.com")
+    await api.ok("POST", "/roles", 201, headers=api.admin, json={"name": "reader"})
+    await api.allow("reader", "notes", "read")
+    assert (await api.client.get("/items/notes", headers=bearer(token))).status_code == 403
+    await api.ok("PATCH", f"/items/users/{user['id']}", headers=api.admin, json={"role": "reader"})
+    await api.ok("GET", "/items/notes", headers=bearer(token))
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"role": "ghost", "collection": "notes", "action": "read"}, 400),
+        ({"role": "user", "collection": "ghost", "action": "read"}, 404),
+        ({"role": "user", "collection": "notes", "action": "write"}, 400),
+        ({"role": "user", "collection": "notes", "action": "read", "fields": ["nope"]}, 400),
+        (
+            {"role": "user", "collection": "notes", "action": "read", "fields": "*,title", "x": 1},
+            400,
+        ),
+        (
+            {
+                "role": "user",
+                "collection": "notes",
+                "action": "read",
+                "conditions": {"nope": {"eq": 1}},
+            },
+            400,
+        ),
+        (
+            {
+                "role": "user",
+                "collection": "notes",
+                "action": "read",
+                "conditions": {"title": {"regex": 1}},
+            },
+            400,
+        ),
+        ({"role": "administrator", "collection": "notes", "action": "read"}, 400),
+        ({"role": 5, "collection": "notes", "action": "read"}, 400),
+    ],
+)
+async def test_bad_permissions_are_refused(notes: Api, body: dict, status: int) -> None:
+    response = await notes.client.post("/permissions", headers=notes.admin, json=body)
+    assert response.status_code == status, response.text
+    assert (await notes.ok("GET", "/permissions", headers=notes.admin))["data"] == []
+
+
+async def test_duplicate_permission_conflicts_and_role_by_id(notes: Api) -> None:
+    roles = await notes.ok("GET", "/roles", headers=notes.admin)
+    user_role_id = next(r["id"] for r in roles["data"] if r["name"] == "user")
+    created = await notes.allow(user_role_id, "notes", "read")
+    assert created["role"] == "user"
+    again = await notes.client.post(
+        "/permissions",
+        headers=notes.admin,
+        json={"role": "user", "collection": "notes", "action": "read"},
+    )
+    assert again.status_code == 409
+
+
+async def test_permission_and_role_routes_are_admin_only(notes: Api) -> None:
+    token, _ = await notes.user("n@example.com")
+    for method, url in (
+        ("GET", "/permissions"),
+        ("POST", "/permissions"),
+        ("GET", "/roles"),
+        ("POST", "/roles"),
+    ):
+        response = await notes.client.request(method, url, headers=bearer(token), json={})
+        assert response.status_code == 403, (method, url)

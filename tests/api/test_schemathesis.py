@@ -1,0 +1,58 @@
+"""A schemathesis run against /openapi.json of a real server finds no 500."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, bearer
+from tests.servers import running_server
+
+
+def test_no_server_errors_under_schemathesis(tmp_path: Path) -> None:
+    env = {"ADMIN_PASSWORD": ADMIN_PASSWORD, "ADMIN_EMAIL": ADMIN_EMAIL, "RATE_LIMIT_AUTH": "0",
+           "LOG_LEVEL": "warning"}  # fmt: skip
+    with running_server(tmp_path, env) as server:
+        token = httpx.post(
+            f"{server.base_url}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        ).json()["token"]
+        headers = bearer(token)
+        httpx.post(
+            f"{server.base_url}/schemas",
+            headers=headers,
+            json={"collectionName": "posts", "schema": {"fields": {"title": {"type": "String"}}}},
+        ).raise_for_status()
+        st = shutil.which("st", path=str(Path(sys.executable).parent))
+        assert st is not None, "schemathesis is a dev dependency"
+        result = subprocess.run(
+            [
+                st,
+                "run",
+                f"{server.base_url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--header",
+                f"Authorization: Bearer {token}",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "25",
+                "--exclude-path",
+                "/auth/logout",  # would revoke the token under test
+                "--workers",
+                "1",
+                "--seed",
+                "1",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        report = result.stdout[-4000:] + result.stderr[-2000:]
+        assert result.returncode == 0, report
+        assert "Traceback" not in server.output(), server.output()[-4000:]

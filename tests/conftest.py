@@ -1,0 +1,64 @@
+"""Shared fixtures: every database-backed test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is required, never skipped: a fresh database is created for the
+test session on the server named by ``LIVEBASE_TEST_PG`` (default: the local
+trust-auth server) and dropped at the end. Each test starts from an empty
+``public`` schema.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+PG_ADMIN_DSN = os.environ.get("LIVEBASE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+async def _pg_execute(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _pg_admin(sql: str) -> None:
+    # In a thread of its own: this may be called while a test's event loop runs.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _pg_execute(PG_ADMIN_DSN, sql)).result()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    name = f"livebase_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL is required for the test suite ({PG_ADMIN_DSN}): {exc}")
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def reset_pg_schema(url: str) -> None:
+    await _pg_execute(url, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A URL to an empty database, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'livebase.db'}"
+    else:
+        url: str = request.getfixturevalue("pg_database_url")
+        await reset_pg_schema(url)
+        yield url
