@@ -56,6 +56,7 @@ def test_no_server_errors_under_schemathesis(tmp_path: Path) -> None:
                 "1",
                 "--no-color",
             ],
+            cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=600,
