@@ -23,11 +23,13 @@ Semantics, the same in SQL on both databases and in Python:
   case-insensitive prefix/suffix; ``%`` and ``_`` in the value are literal.
 - Strings order by code point (``COLLATE "C"`` on PostgreSQL).
 - Case folding is ``str.lower()`` after mapping U+0130 (capital I with dot)
-  to ``i`` and capital sigma to small sigma: that is exactly what PostgreSQL's
-  ``lower()`` does under a glibc UTF-8 ctype such as the C.UTF-8 we run on
-  (checked for every code point), whereas plain ``str.lower()`` turns U+0130
-  into two characters and a word-final capital sigma into final sigma.
-  On a server whose ctype is plain ``C``/``POSIX``, PostgreSQL folds only ASCII.
+  to ``i`` and capital sigma to small sigma. That is exactly what PostgreSQL's
+  ``lower()`` does letter by letter under a glibc UTF-8 locale such as our
+  C.UTF-8 (checked for every code point), whereas plain ``str.lower()`` turns
+  U+0130 into two characters and a word-final capital sigma into final sigma.
+  PostgreSQL folds with the column's collation, which for livebase tables is
+  the database default: under a ``C``/``POSIX`` ctype it folds ASCII only, and
+  under an ICU default it folds like plain ``str.lower()``.
 
 Values are coerced to the field's kind here, and anything else is refused:
 
@@ -156,7 +158,10 @@ def fields_of(node: Node) -> frozenset[str]:
 
 
 def _show(value: object) -> str:
-    shown = repr(value)
+    try:
+        shown = repr(value)
+    except (ValueError, RecursionError):  # an int beyond str()'s digit limit, say
+        shown = f"a {type(value).__name__}"
     return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
@@ -297,7 +302,8 @@ class _Parser:
             )
         value = self.variable(raw)
         if op in _NULL_OPS:
-            return Compare(name, op if value is not False else _negate_null(op), None)
+            negated = {"isNull": "isNotNull", "isNotNull": "isNull"}[op]
+            return Compare(name, op if value is not False else negated, None)
         if value is None and op in ("eq", "ne"):
             return Compare(name, "isNull" if op == "eq" else "isNotNull", None)
         kind = self.fields[name]
@@ -329,10 +335,6 @@ class _Parser:
             return convert(value)
         except (ValueError, TypeError, ArithmeticError):  # OverflowError, InvalidOperation
             raise FilterError(f"{where}: expected {expected}, got {_show(value)}") from None
-
-
-def _negate_null(op: str) -> str:
-    return "isNotNull" if op == "isNull" else "isNull"
 
 
 def parse(
@@ -428,6 +430,10 @@ def to_sql(node: Node, columns: _Columns, dialect: str) -> ColumnElement[bool]:
             # SQLAlchemy stores Python None as JSON 'null', which reads back as None.
             null = sa.or_(null, sa.cast(column, sa.Text()) == "null")
         return null if node.op == "isNull" else sa.not_(null)
+    if isinstance(column.type, sa.Numeric) and not isinstance(column.type, sa.Float):
+        # Bound values would otherwise be cast to the column's NUMERIC(p, s) on PostgreSQL:
+        # rounded to its scale, or refused beyond its precision.
+        column = sa.type_coerce(column, sa.Numeric())
     if node.op in _ORDER_OPS and dialect == "postgresql" and isinstance(column.type, sa.String):
         column = column.collate("C")  # code point order, whatever the database's collation
     return _SQL[node.op](column, node.value)
@@ -491,9 +497,8 @@ def _folded_test(test: Callable[[str, str], bool], value: str) -> Callable[[Any]
     return lambda x: test(_fold(x), folded)
 
 
-# How a non-null item value is tested, given the filter's value.
+# How a non-null item value is tested, given the filter's value (eq: see below).
 _PYTHON: dict[str, Callable[[Any], Callable[[Any], bool]]] = {
-    "eq": lambda value: lambda x: x == value,
     "ne": lambda value: lambda x: x != value,
     "gt": lambda value: lambda x: x > value,
     "gte": lambda value: lambda x: x >= value,
@@ -517,6 +522,8 @@ def _compare_predicate(field: str, op: str, value: Any) -> Predicate:
         return lambda item: item.get(field) is None
     if op == "isNotNull":
         return lambda item: item.get(field) is not None
+    if op == "eq":  # the usual permission condition, so one call instead of two
+        return lambda item: item.get(field) == value  # value is never None here
     test = _PYTHON[op](value)
 
     def matches(item: Mapping[str, Any]) -> bool:
