@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -62,3 +63,9 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         url: str = request.getfixturevalue("pg_database_url")
         await reset_pg_schema(url)
         yield url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Settings for the app under test; parametrize it to change them."""
+    return {}

@@ -20,6 +20,7 @@ BAD = [
     ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
     ({"CACHE_REDIS_URL": "localhost:6379"}, "CACHE_REDIS_URL"),
     ({"ENV": "production"}, "SECRET_KEY"),
+    ({"SECRET_KEY": "short"}, "SECRET_KEY"),
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
     ({"SOCKET_PATH": "realtime"}, "SOCKET_PATH"),
     ({"ACCESS_TOKEN_EXPIRES_IN": "-1"}, "ACCESS_TOKEN_EXPIRES_IN"),

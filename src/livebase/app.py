@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from livebase import __version__
-from livebase.api import admin, auth, health, items
+from livebase.api import admin, auth, health, items, stats
 from livebase.api.errors import install_error_handlers
 from livebase.api.limits import BodySizeLimit
 from livebase.api.responses import ORJSONResponse
+from livebase.realtime.server import Realtime
 from livebase.services.container import Services, build_services
 from livebase.services.users import AdminBootstrap, ensure_admin
 from livebase.settings import Settings, prepare_filesystem, resolve_secret_key
@@ -37,7 +39,12 @@ def _announce(settings: Settings, bootstrap: AdminBootstrap) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the application; nothing touches the disk or database until start-up."""
+    """Build the REST application; nothing touches the disk or database until start-up.
+
+    With ``SOCKET_ENABLED`` its ``state.realtime`` holds the Socket.IO server,
+    which :func:`create_asgi` mounts in front of it at ``SOCKET_PATH``.
+    """
+    realtime = Realtime(settings) if settings.SOCKET_ENABLED else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,9 +55,13 @@ def create_app(settings: Settings) -> FastAPI:
             settings, await ensure_admin(services.db, settings.ADMIN_EMAIL, settings.ADMIN_PASSWORD)
         )
         app.state.services = services
+        if realtime is not None:
+            realtime.attach(services)
         try:
             yield
         finally:
+            if realtime is not None:
+                await realtime.close()
             await services.stop()
 
     app = FastAPI(
@@ -60,11 +71,19 @@ def create_app(settings: Settings) -> FastAPI:
         default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
+    app.state.realtime = realtime
     install_error_handlers(app)
-    for router in (health.router, auth.router, items.router, admin.router):
+    for router in (health.router, auth.router, items.router, admin.router, stats.router):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt=("/files",))
     return app
+
+
+def create_asgi(settings: Settings) -> Any:
+    """The whole server: Socket.IO at ``SOCKET_PATH`` in front of the REST app."""
+    app = create_app(settings)
+    realtime: Realtime | None = app.state.realtime
+    return app if realtime is None else realtime.asgi(app)
 
 
 def services_of(app: FastAPI) -> Services:

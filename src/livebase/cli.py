@@ -14,11 +14,11 @@ from livebase.settings import ConfigError, Settings, load_settings, prepare_file
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from livebase.app import create_app
+    from livebase.app import create_asgi
 
     prepare_filesystem(settings)
     uvicorn.run(
-        create_app(settings),
+        create_asgi(settings),
         host=args.host or settings.HOST,
         port=args.port if args.port is not None else settings.PORT,
         log_level=settings.LOG_LEVEL,

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     SOCKET_ALLOW_ANONYMOUS: bool = True
     SOCKET_PRESENCE_GRACE: float = Field(5.0, ge=0)
     SOCKET_MAX_MESSAGE_SIZE: int = Field(1_048_576, gt=0)
+    SOCKET_PING_INTERVAL: float = Field(25, gt=0)
+    SOCKET_PING_TIMEOUT: float = Field(20, gt=0)
+    SOCKET_MAX_QUEUE: int = Field(1000, gt=0)
 
     STORAGE_PATH: Path = Path("./data/uploads")
     MAX_UPLOAD_FILE_SIZE: float = Field(50, gt=0)
@@ -88,6 +91,13 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(f"not a Redis URL (redis://host:port/db): {value!r}")
         return value
+
+    @field_validator("SECRET_KEY")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) < 32:
+            raise ValueError("must be at least 32 bytes (HS256 keys shorter than that are weak)")
+        return value or None
 
     @field_validator("SOCKET_PATH")
     @classmethod

@@ -33,12 +33,6 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
 
 
 @pytest.fixture
-def settings_overrides() -> dict[str, Any]:
-    """Override in a test module to change the app's settings."""
-    return {}
-
-
-@pytest.fixture
 async def api(
     database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]
 ) -> AsyncIterator[Api]:

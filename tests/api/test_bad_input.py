@@ -63,6 +63,7 @@ CASES: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("GET", "/items/posts", {"params": {"page": "0"}}, 400),
     ("GET", "/items/posts", {"params": {"offset": "-1"}}, 400),
     ("GET", "/items/posts", {"params": {"search": "x" * 500}}, 400),
+    ("GET", "/items/posts", {"params": {"search": "a\u0000b"}}, 400),
     ("GET", "/items/n'ope", {}, 404),
     ("GET", "/items/" + "a" * 5000, {}, 404),
     ("POST", "/schemas", {"json": {"collectionName": "a;b", "schema": {}}}, 400),

@@ -264,3 +264,11 @@ async def test_permission_and_role_routes_are_admin_only(notes: Api) -> None:
     ):
         response = await notes.client.request(method, url, headers=bearer(token), json={})
         assert response.status_code == 403, (method, url)
+
+
+async def test_current_user_never_matches_anonymous_clients(notes: Api) -> None:
+    api = notes
+    await api.ok("POST", "/items/notes", 201, headers=api.admin, json={"title": "ownerless"})
+    await api.allow("public", "notes", "read", conditions={"owner": {"eq": "$CURRENT_USER"}})
+    listed = await api.ok("GET", "/items/notes")
+    assert listed["data"] == [] and listed["totalCount"] == 0

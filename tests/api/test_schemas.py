@@ -197,3 +197,17 @@ async def test_schema_listing_and_reading(api: Api) -> None:
     one = await api.ok("GET", "/schemas/posts", headers=api.admin)
     assert one["data"]["schema"]["realtime"] is False
     assert (await api.client.get("/schemas/nothing", headers=api.admin)).status_code == 404
+
+
+async def test_decimals_are_rounded_to_their_scale_and_bounded(api: Api) -> None:
+    await api.collection("prices", {"amount": {"type": "Decimal", "precision": 6, "scale": 2}})
+    created = await api.ok(
+        "POST", "/items/prices", 201, headers=api.admin, json={"amount": "12.345"}
+    )
+    assert created["data"]["amount"] == "12.34"
+    found = await api.ok(
+        "GET", "/items/prices", headers=api.admin, params={"filter": '{"amount": {"eq": "12.34"}}'}
+    )
+    assert found["totalCount"] == 1
+    too_big = await api.client.post("/items/prices", headers=api.admin, json={"amount": 123456})
+    assert too_big.status_code == 422

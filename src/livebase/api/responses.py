@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-import orjson
 from starlette.responses import JSONResponse
 
-_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS
-
-
-def _default(value: Any) -> Any:
-    # Decimals travel as strings, as Sequelize/BAASIX and Directus send them,
-    # so that no precision is lost on the way to JavaScript.
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes | bytearray):
-        return value.decode("utf-8", "replace")
-    raise TypeError(f"cannot encode {type(value).__name__}")
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+from livebase.encoding import dumps
 
 
 class ORJSONResponse(JSONResponse):

@@ -1,0 +1,1 @@
+"""The realtime layer: Socket.IO transport, rooms, and permission-aware fan-out."""

@@ -10,6 +10,7 @@ from livebase.services.errors import Forbidden, Unauthorized
 ADMIN_ROLE = "administrator"
 USER_ROLE = "user"
 PUBLIC_ROLE = "public"
+NOBODY = "00000000-0000-0000-0000-000000000000"
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,13 @@ class Accountability:
 
     @property
     def variables(self) -> dict[str, object]:
-        """Values for ``$CURRENT_USER`` / ``$CURRENT_ROLE`` in permission conditions."""
-        return {"$CURRENT_USER": self.user_id, "$CURRENT_ROLE": self.role}
+        """Values for ``$CURRENT_USER`` / ``$CURRENT_ROLE`` in permission conditions.
+
+        Nobody (the public role) is the nil UUID, which no user has: ``None``
+        would turn ``{"owner": {"eq": "$CURRENT_USER"}}`` into "owner is
+        null" and hand ownerless rows to anonymous clients.
+        """
+        return {"$CURRENT_USER": self.user_id or NOBODY, "$CURRENT_ROLE": self.role}
 
 
 PUBLIC = Accountability(user_id=None, role=PUBLIC_ROLE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 from sqlalchemy import Select, delete, func, insert, select, update
@@ -30,7 +31,7 @@ from livebase.services.locks import KeyedLocks
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
 from livebase.services.registry import CollectionRegistry
-from livebase.services.values import check_rules, coerce_value
+from livebase.services.values import check_rules, coerce_value, fit_decimal
 from livebase.storage.database import Database
 from livebase.storage.model import Collection, FieldKind
 from livebase.storage.types import utcnow
@@ -264,6 +265,8 @@ class ItemsService:
             if not scope.field_allowed(name) and not spec.primary_key:
                 raise Forbidden(f"you may not write field {name!r} of {collection.name}")
             value = coerce_value(spec.kind, raw, f"field {name}")
+            if isinstance(value, Decimal):
+                value = fit_decimal(spec, value)
             if value is None and not spec.allow_null:
                 raise _required(name)
             if value is not None:
@@ -317,7 +320,8 @@ class ItemsService:
         ]
         if not searchable:
             return filters.Compare(collection.primary_key, "in", ())
-        return filters.Or(tuple(filters.Compare(f, "iLike", text) for f in searchable))
+        # Through the parser, so that the text is checked like any filter value.
+        return filters.parse({"OR": [{f: {"iLike": text}} for f in searchable]}, collection.kinds)
 
     def _sort(
         self, collection: Collection, scope: Scope, sort: list[tuple[str, bool]]
@@ -403,4 +407,3 @@ def _list(data: object) -> list[Any]:
     if len(data) > MAX_BULK:
         raise BadRequest(f"at most {MAX_BULK} items per bulk request")
     return data
-

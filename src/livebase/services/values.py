@@ -7,11 +7,11 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from livebase.services.errors import ValidationFailed
-from livebase.storage.model import FieldKind, FieldSpec
+from livebase.storage.model import DECIMAL_PRECISION, DECIMAL_SCALE, FieldKind, FieldSpec
 
 _INT_RANGES = {FieldKind.INTEGER: 2**31, FieldKind.BIGINT: 2**63}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -89,6 +89,21 @@ def coerce_value(kind: FieldKind, value: object, where: str) -> Any:
             raise _fail(where, "true or false", value)
         return value
     return value  # JSON: any JSON value
+
+
+def fit_decimal(spec: FieldSpec, value: Decimal) -> Decimal:
+    """Round to the field's scale and refuse more digits than its precision.
+
+    Rounding here, not in the database, keeps what SQLite stores (a double)
+    equal to what every reader and every filter sees.
+    """
+    scale = spec.scale if spec.scale is not None else DECIMAL_SCALE
+    precision = spec.precision or DECIMAL_PRECISION
+    if value.adjusted() >= precision - scale:
+        raise ValidationFailed(
+            f"field {spec.name}: at most {precision - scale} digits before the decimal point"
+        )
+    return value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_EVEN)
 
 
 def check_rules(spec: FieldSpec, value: Any) -> None:

@@ -8,6 +8,9 @@ from typing import Any
 
 from sqlalchemy import Table
 
+DECIMAL_PRECISION = 12  # defaults of a Decimal field without precision/scale
+DECIMAL_SCALE = 2
+
 
 class FieldKind(StrEnum):
     """The SPEC §2 field types, spelled as in BAASIX schemas."""

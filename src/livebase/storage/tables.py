@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
-from livebase.storage.model import FieldKind, FieldSpec
+from livebase.storage.model import DECIMAL_PRECISION, DECIMAL_SCALE, FieldKind, FieldSpec
 from livebase.storage.types import UTCDateTime
 
 
@@ -31,7 +31,8 @@ def column_type(spec: FieldSpec) -> TypeEngine[Any]:
     if kind is FieldKind.STRING:
         return String(spec.length or 255)
     if kind is FieldKind.DECIMAL:
-        return Numeric(spec.precision or 12, spec.scale if spec.scale is not None else 2)
+        scale = spec.scale if spec.scale is not None else DECIMAL_SCALE
+        return Numeric(spec.precision or DECIMAL_PRECISION, scale)
     simple: dict[FieldKind, TypeEngine[Any]] = {
         FieldKind.TEXT: Text(),
         FieldKind.INTEGER: Integer(),

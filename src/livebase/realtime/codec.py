@@ -1,0 +1,31 @@
+"""Encoding for Socket.IO and Engine.IO: orjson, and packets encoded once for every recipient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from engineio import packet as eio_packet
+
+from livebase.encoding import dumps as json_bytes
+
+
+class OrjsonCodec:
+    """A ``json`` module stand-in for python-socketio and python-engineio."""
+
+    @staticmethod
+    def dumps(obj: Any, *args: Any, **kwargs: Any) -> str:
+        return json_bytes(obj).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        return orjson.loads(text)
+
+
+def event_packet(event: str, payload: Any) -> eio_packet.Packet:
+    """One Engine.IO MESSAGE carrying a Socket.IO EVENT on ``/``.
+
+    The packet caches its encoded form, so sharing one object between all
+    recipients of the same payload encodes it exactly once.
+    """
+    return eio_packet.Packet(eio_packet.MESSAGE, "2" + json_bytes([event, payload]).decode())

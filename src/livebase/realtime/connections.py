@@ -1,0 +1,84 @@
+"""The sockets connected to this process, indexed by user, session and role."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from livebase.services.accountability import Accountability
+
+
+@dataclass
+class Connection:
+    sid: str
+    eio_sid: str
+    who: Accountability
+    collections: set[str] = field(default_factory=set)  # collection rooms joined
+    expiry: asyncio.TimerHandle | None = None
+    dropped: bool = False  # a disconnect is under way
+
+    @property
+    def user_id(self) -> str | None:
+        return self.who.user_id
+
+    @property
+    def role(self) -> str:
+        return self.who.role
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return self.who.expires_at
+
+
+class Connections:
+    def __init__(self) -> None:
+        self.by_sid: dict[str, Connection] = {}
+        self._by_user: defaultdict[str, set[str]] = defaultdict(set)
+        self._by_session: defaultdict[str, set[str]] = defaultdict(set)
+
+    def add(self, connection: Connection) -> None:
+        self.by_sid[connection.sid] = connection
+        if connection.user_id is not None:
+            self._by_user[connection.user_id].add(connection.sid)
+        if connection.who.session_id is not None:
+            self._by_session[connection.who.session_id].add(connection.sid)
+
+    def remove(self, sid: str) -> Connection | None:
+        connection = self.by_sid.pop(sid, None)
+        if connection is None:
+            return None
+        for index, key in (
+            (self._by_user, connection.user_id),
+            (self._by_session, connection.who.session_id),
+        ):
+            if key is not None:
+                index[key].discard(sid)
+                if not index[key]:
+                    del index[key]
+        if connection.expiry is not None:
+            connection.expiry.cancel()
+        return connection
+
+    def get(self, sid: str) -> Connection | None:
+        return self.by_sid.get(sid)
+
+    def of_user(self, user_id: str) -> list[Connection]:
+        return [self.by_sid[sid] for sid in self._by_user.get(user_id, ())]
+
+    def of_session(self, session_id: str) -> list[Connection]:
+        return [self.by_sid[sid] for sid in self._by_session.get(session_id, ())]
+
+    def of_role(self, role: str | None) -> list[Connection]:
+        return [c for c in self.by_sid.values() if role is None or c.role == role]
+
+    def user_count(self, user_id: str) -> int:
+        return len(self._by_user.get(user_id, ()))
+
+    @property
+    def users(self) -> int:
+        return len(self._by_user)
+
+    def __len__(self) -> int:
+        return len(self.by_sid)

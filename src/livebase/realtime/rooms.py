@@ -1,0 +1,115 @@
+"""Room names and who may join them (SPEC §6.2)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from livebase.realtime.audience import Audience
+from livebase.realtime.connections import Connection
+from livebase.services.errors import ServiceError
+from livebase.services.items import ItemsService
+
+MAX_ROOM_LENGTH = 200
+PRESENCE = "presence"
+
+
+class RoomRefused(Exception):
+    """A join was refused; the message goes back to the client in the ack."""
+
+
+@dataclass(frozen=True)
+class SocketInfo:
+    """What room validators and client-event handlers learn about a socket."""
+
+    sid: str
+    user_id: str | None
+    role: str
+
+
+RoomValidator = Callable[[SocketInfo, str], bool | Awaitable[bool]]
+
+
+def user_room(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def collection_room(collection: str) -> str:
+    return f"collection:{collection}"
+
+
+def item_room(collection: str, key: Any) -> str:
+    return f"item:{collection}:{key}"
+
+
+def room_name(raw: object) -> str:
+    """The room a client asked for: a string or ``{room}``; refused otherwise."""
+    if isinstance(raw, dict):
+        raw = raw.get("room")
+    if not isinstance(raw, str):
+        raise RoomRefused("room must be a string (or {room: string})")
+    if not 1 <= len(raw) <= MAX_ROOM_LENGTH:
+        raise RoomRefused(f"room names are 1 to {MAX_ROOM_LENGTH} characters")
+    return raw
+
+
+class RoomRules:
+    def __init__(self, audience: Audience, items: ItemsService) -> None:
+        self._audience = audience
+        self._items = items
+        self._validators: dict[str, RoomValidator] = {}
+
+    def register_validator(self, prefix: str, validator: RoomValidator) -> None:
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError("a room validator needs a non-empty prefix")
+        self._validators[prefix] = validator
+
+    async def check_join(self, connection: Connection, room: str) -> None:
+        """Raise :class:`RoomRefused` unless ``connection`` may join ``room``."""
+        kind, _, rest = room.partition(":")
+        if kind == "user" and rest:
+            if rest != connection.user_id:
+                raise RoomRefused("you cannot join another user's room")
+        elif kind == "collection" and rest:
+            self._require_read(connection, rest)
+        elif kind == "item" and rest:
+            await self._check_item(connection, rest)
+        elif room == PRESENCE:
+            if self._audience.read_scope(connection, "users") is None:
+                raise RoomRefused("presence needs read permission on users")
+        else:
+            await self._check_custom(connection, room)
+
+    def _require_read(self, connection: Connection, collection: str) -> None:
+        if self._audience.read_scope(connection, collection) is None:
+            # Unknown and unreadable look the same, so names do not leak.
+            raise RoomRefused(
+                f"no read permission on collection {collection!r} (or it does not exist)"
+            )
+
+    async def _check_item(self, connection: Connection, rest: str) -> None:
+        collection, _, key = rest.partition(":")
+        if not key:
+            raise RoomRefused("item rooms are item:<collection>:<id>")
+        self._require_read(connection, collection)
+        try:
+            await self._items.read_one(collection, key, connection.who)
+        except ServiceError:
+            raise RoomRefused(f"item {key!r} of {collection!r} not found or not readable") from None
+
+    async def _check_custom(self, connection: Connection, room: str) -> None:
+        prefixes = [p for p in self._validators if room.startswith(p)]
+        if not prefixes:
+            return
+        validator = self._validators[max(prefixes, key=len)]
+        info = SocketInfo(sid=connection.sid, user_id=connection.user_id, role=connection.role)
+        try:
+            allowed = validator(info, room)
+            if inspect.isawaitable(allowed):
+                allowed = await allowed
+        except Exception as exc:
+            raise RoomRefused(f"room {room!r} refused: {exc}") from None
+        if not allowed:
+            raise RoomRefused(f"not allowed to join room {room!r}")

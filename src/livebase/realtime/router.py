@@ -1,0 +1,103 @@
+"""The first half of the event pipeline: who gets which payload.
+
+Every outgoing event is routed here, then handed to :mod:`delivery`. For an
+item change the router walks the *distinct read scopes* of the sockets that
+listen (collection room and item room, each socket once), checks the item
+against each scope once, cuts it to that scope's fields once, and hands over
+one payload per scope with the sockets that share it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection as Sized
+from dataclasses import dataclass
+from typing import Any
+
+from livebase.realtime.audience import Audience
+from livebase.realtime.connections import Connections
+from livebase.realtime.rooms import item_room
+from livebase.services.events import ChangeEvent
+from livebase.services.registry import CollectionRegistry
+from livebase.storage.types import utcnow
+
+ITEM_EVENTS = {"create": "item.created", "update": "item.updated", "delete": "item.deleted"}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One payload, encoded once, for a set of sockets."""
+
+    event: str
+    payload: Any
+    sids: Sized[str]
+
+
+class Router:
+    def __init__(
+        self,
+        rooms: dict[str | None, Any],
+        connections: Connections,
+        audience: Audience,
+        registry: CollectionRegistry,
+        excluded: set[str],
+    ) -> None:
+        self._rooms = rooms  # python-socketio's room table for namespace "/"
+        self._connections = connections
+        self._audience = audience
+        self._registry = registry
+        self._excluded = excluded
+
+    def members(self, room: str) -> Sized[str]:
+        return self._rooms.get(room) or ()
+
+    def change(self, event: ChangeEvent) -> list[Envelope]:
+        collection = self._registry.peek(event.collection)
+        if collection is None or not collection.realtime or event.collection in self._excluded:
+            return []
+        groups = self._audience.groups(event.collection)
+        extra = self._item_room_only(event, groups)
+        envelopes = []
+        base = {
+            "collection": event.collection,
+            "userId": event.user_id,
+            "timestamp": event.timestamp,
+        }
+        name = ITEM_EVENTS[event.action]
+        for scope, sids in (*groups.items(), *extra.items()):
+            view = self._audience.view(collection, scope)
+            if view.matches(event.item):
+                envelopes.append(Envelope(name, {**base, "item": view.project(event.item)}, sids))
+        return envelopes
+
+    def _item_room_only(
+        self, event: ChangeEvent, groups: dict[Any, set[str]]
+    ) -> dict[Any, set[str]]:
+        """Sockets in ``item:{c}:{id}`` but not in the collection room, by scope."""
+        members = self.members(item_room(event.collection, event.key))
+        if not members:
+            return {}
+        in_collection_room = {sid for sids in groups.values() for sid in sids}
+        extra: dict[Any, set[str]] = {}
+        for sid in members:
+            connection = self._connections.get(sid)
+            if sid in in_collection_room or connection is None:
+                continue
+            scope = self._audience.read_scope(connection, event.collection)
+            if scope is not None:
+                extra.setdefault(scope, set()).add(sid)
+        return extra
+
+    def to_room(self, room: str, event: str, payload: Any) -> list[Envelope]:
+        members = self.members(room)
+        return [Envelope(event, payload, list(members))] if members else []
+
+    def to_sid(self, sid: str, event: str, payload: Any) -> list[Envelope]:
+        return [Envelope(event, payload, (sid,))]
+
+    def to_everyone(self, event: str, payload: Any) -> list[Envelope]:
+        return [Envelope(event, payload, list(self._connections.by_sid))]
+
+
+def stamped(payload: dict[str, Any]) -> dict[str, Any]:
+    """A payload with the ISO-8601 UTC ``timestamp`` every event carries."""
+    return {**payload, "timestamp": utcnow()}

@@ -1,0 +1,376 @@
+"""The Socket.IO server: handshake, rooms, live authorization, and the event pipeline.
+
+Services publish after-commit events on the event bus; this module listens,
+keeps each socket's rooms and rights in step with permissions, and sends
+every outgoing event through :mod:`router` then :mod:`delivery`. Nothing
+else writes to sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import socketio
+
+from livebase.realtime.audience import Audience
+from livebase.realtime.codec import OrjsonCodec
+from livebase.realtime.connections import Connection, Connections
+from livebase.realtime.delivery import Delivery
+from livebase.realtime.handshake import presented_token
+from livebase.realtime.presence import Presence
+from livebase.realtime.rooms import (
+    PRESENCE,
+    RoomRefused,
+    RoomRules,
+    SocketInfo,
+    collection_room,
+    room_name,
+    user_room,
+)
+from livebase.realtime.router import Router, stamped
+from livebase.realtime.service import EventHandler, SocketService
+from livebase.services.accountability import ADMIN_ROLE
+from livebase.services.container import Services
+from livebase.services.errors import ServiceError
+from livebase.services.events import ChangeEvent, Event, PermissionsChanged, SessionRevoked
+from livebase.settings import Settings
+
+_log = logging.getLogger("livebase.realtime")
+NAMESPACE = "/"
+RESERVED_EVENTS = frozenset({"connect", "disconnect", "join", "leave", "message", "*"})
+
+
+class _Manager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's manager, telling us when a socket is fully connected.
+
+    ``connect`` runs after the CONNECT packet went out, so rooms joined and
+    events sent from here can never reach the client before it is connected.
+    """
+
+    realtime: Realtime | None = None
+
+    # Room membership is local bookkeeping; synchronous versions let the
+    # pipeline change rooms without yielding to the event loop.
+    def join(self, sid: str, room: str) -> None:
+        self.basic_enter_room(sid, NAMESPACE, room)
+
+    def part(self, sid: str, room: str) -> None:
+        self.basic_leave_room(sid, NAMESPACE, room)
+
+    async def connect(self, sid: str, namespace: str) -> Any:
+        result = await super().connect(sid, namespace)
+        if self.realtime is not None and namespace == NAMESPACE:
+            await self.realtime.on_connected(sid)
+        return result
+
+
+class Realtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node_id = uuid.uuid4().hex[:12]
+        self._manager = _Manager()
+        self._manager.realtime = self
+        origins = settings.SOCKET_CORS_ENABLED_ORIGINS or "*"
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            client_manager=self._manager,
+            cors_allowed_origins=origins,
+            json=OrjsonCodec,
+            max_http_buffer_size=settings.SOCKET_MAX_MESSAGE_SIZE,
+            ping_interval=settings.SOCKET_PING_INTERVAL,
+            ping_timeout=settings.SOCKET_PING_TIMEOUT,
+            logger=False,
+            engineio_logger=False,
+        )
+        self._max_queue = settings.SOCKET_MAX_QUEUE
+        self._services: Services | None = None
+        self._pending: dict[str, Connection] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._client_events: dict[str, EventHandler] = {}
+        self.connections = Connections()
+        self.socket = SocketService(self)
+        self._register_handlers()
+
+    def asgi(self, app: Any) -> socketio.ASGIApp:
+        return socketio.ASGIApp(
+            self.sio, other_asgi_app=app, socketio_path=self.settings.SOCKET_PATH
+        )
+
+    # -- wiring ------------------------------------------------------------------------
+
+    def attach(self, services: Services) -> None:
+        """Start listening to the services' events (called once they have started)."""
+        self._services = services
+        self.audience = Audience(services.permissions, services.registry)
+        self.rules = RoomRules(self.audience, services.items)
+        rooms = self._manager.rooms.setdefault(NAMESPACE, {})
+        excluded = set(self.settings.SOCKET_EXCLUDE_COLLECTIONS)
+        self.router = Router(rooms, self.connections, self.audience, services.registry, excluded)
+        self.delivery = Delivery(self.sio.eio.sockets, self._eio_sid_of, self._max_queue, self.drop)
+        self.presence = Presence(self.settings.SOCKET_PRESENCE_GRACE, self.publish_to_room)
+        self._unsubscribe = services.events.subscribe(self._on_event)
+
+    async def close(self) -> None:
+        if self._services is not None:
+            self._unsubscribe()
+            self.presence.close()
+        for sid in list(self.connections.by_sid):
+            await self.sio.disconnect(sid)
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _eio_sid_of(self, sid: str) -> str | None:
+        connection = self.connections.by_sid.get(sid)
+        return connection.eio_sid if connection else None
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the pipeline's entry points ---------------------------------------------------
+
+    def publish_to_room(self, room: str, event: str, payload: Any) -> None:
+        if self._services is not None:
+            self.delivery.deliver(self.router.to_room(room, event, payload))
+
+    def publish_to_everyone(self, event: str, payload: Any) -> None:
+        if self._services is not None:
+            self.delivery.deliver(self.router.to_everyone(event, payload))
+
+    def _publish_to_sid(self, sid: str, event: str, payload: Any) -> None:
+        self.delivery.deliver(self.router.to_sid(sid, event, payload))
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, ChangeEvent):
+            if event.collection == "users":
+                await self._user_changed(event)
+            elif event.collection == "schemas":
+                await self._schema_changed(event)
+            self.delivery.deliver(self.router.change(event))
+        elif isinstance(event, SessionRevoked):
+            for connection in self.connections.of_session(event.session_id):
+                self.drop(connection.sid, "session revoked (logged out)")
+        elif isinstance(event, PermissionsChanged):
+            self.audience.forget_views()
+            for connection in self.connections.of_role(event.role):
+                await self._refresh(connection)
+
+    # -- connecting and disconnecting --------------------------------------------------
+
+    def _register_handlers(self) -> None:
+        self.sio.on("connect", self._on_connect)
+        self.sio.on("disconnect", self._on_disconnect)
+        self.sio.on("join", self._on_join)
+        self.sio.on("leave", self._on_leave)
+        self.sio.on("*", self._on_unknown_event)
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        if self._services is None:
+            raise socketio.exceptions.ConnectionRefusedError("server is starting")
+        token = presented_token(environ, auth)
+        if token is None and not self.settings.SOCKET_ALLOW_ANONYMOUS:
+            raise socketio.exceptions.ConnectionRefusedError("authentication required: no token")
+        try:
+            who = await self._services.auth.authenticate(token)
+        except ServiceError as exc:
+            raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
+        eio_sid = self._manager.eio_sid_from_sid(sid, NAMESPACE)
+        self._pending[sid] = Connection(sid=sid, eio_sid=eio_sid, who=who)
+        return True
+
+    async def on_connected(self, sid: str) -> None:
+        connection = self._pending.pop(sid, None)
+        if connection is None:
+            return
+        self.connections.add(connection)
+        if connection.user_id is not None:
+            self._manager.join(sid, user_room(connection.user_id))
+        if self.settings.SOCKET_AUTO_JOIN_COLLECTIONS:
+            for collection in self._services.permissions.readable_collections(connection.role):  # type: ignore[union-attr]
+                self._join_collection(connection, collection)
+        self._schedule_expiry(connection)
+        if connection.user_id is not None:
+            self.presence.arrived(
+                connection.user_id, sid, self.connections.user_count(connection.user_id)
+            )
+        self._publish_to_sid(
+            sid, "connected", {"userId": connection.user_id, "role": connection.role}
+        )
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._pending.pop(sid, None)
+        connection = self.connections.remove(sid)
+        if connection is None:
+            return
+        for collection in connection.collections:
+            self.audience.remove(sid, collection)
+        if connection.user_id is not None:
+            self.presence.left(
+                connection.user_id, sid, self.connections.user_count(connection.user_id)
+            )
+
+    def drop(self, sid: str, reason: str) -> None:
+        """Disconnect one socket, once, saying why in the log."""
+        connection = self.connections.get(sid)
+        if connection is None or connection.dropped:
+            return
+        connection.dropped = True
+        _log.warning("disconnecting socket %s (user %s): %s", sid, connection.user_id, reason)
+        self._spawn(self.sio.disconnect(sid))
+
+    def _schedule_expiry(self, connection: Connection) -> None:
+        if connection.expires_at is None:
+            return
+        delay = max(0.0, connection.expires_at.timestamp() - time.time())
+        connection.expiry = asyncio.get_running_loop().call_later(
+            delay, self._expire, connection.sid
+        )
+
+    def _expire(self, sid: str) -> None:
+        if self.connections.get(sid) is None:
+            return
+        self._publish_to_sid(sid, "session.expired", stamped({"message": "token expired"}))
+        self.drop(sid, "token expired")
+
+    # -- rooms ---------------------------------------------------------------------------
+
+    def _join_collection(self, connection: Connection, collection: str) -> bool:
+        scope = self.audience.read_scope(connection, collection)
+        if scope is None:
+            return False
+        self.audience.add(connection.sid, collection, scope)
+        connection.collections.add(collection)
+        self._manager.join(connection.sid, collection_room(collection))
+        return True
+
+    def _leave_collection(self, connection: Connection, collection: str) -> None:
+        self.audience.remove(connection.sid, collection)
+        connection.collections.discard(collection)
+        self._manager.part(connection.sid, collection_room(collection))
+
+    async def _on_join(self, sid: str, *args: Any) -> dict[str, Any]:
+        connection = self.connections.get(sid)
+        if connection is None:
+            return {"success": False, "message": "not connected"}
+        try:
+            room = room_name(args[0] if args else None)
+            await self.rules.check_join(connection, room)
+        except RoomRefused as exc:
+            return {"success": False, "message": str(exc)}
+        if room.startswith("collection:"):
+            self._join_collection(connection, room.removeprefix("collection:"))
+        else:
+            self._manager.join(sid, room)
+        return {"success": True, "room": room}
+
+    async def _on_leave(self, sid: str, *args: Any) -> dict[str, Any]:
+        connection = self.connections.get(sid)
+        if connection is None:
+            return {"success": False, "message": "not connected"}
+        try:
+            room = room_name(args[0] if args else None)
+        except RoomRefused as exc:
+            return {"success": False, "message": str(exc)}
+        if connection.user_id is not None and room == user_room(connection.user_id):
+            return {"success": False, "message": "a socket always stays in its own user room"}
+        if room.startswith("collection:"):
+            self._leave_collection(connection, room.removeprefix("collection:"))
+        elif room != sid:
+            self._manager.part(sid, room)
+        return {"success": True, "room": room}
+
+    # -- live authorization ----------------------------------------------------------------
+
+    async def _refresh(self, connection: Connection) -> None:
+        """Permissions or role changed: recompute this socket's rooms and rights."""
+        for collection in list(connection.collections):
+            scope = self.audience.read_scope(connection, collection)
+            if scope is None:
+                self._leave_collection(connection, collection)
+            else:
+                self.audience.add(connection.sid, collection, scope)
+        if self.settings.SOCKET_AUTO_JOIN_COLLECTIONS:
+            assert self._services is not None
+            for collection in self._services.permissions.readable_collections(connection.role):
+                if collection not in connection.collections:
+                    self._join_collection(connection, collection)
+        for room in list(self._manager.get_rooms(connection.sid, NAMESPACE)):
+            if room.startswith("item:"):
+                collection = room.split(":", 2)[1]
+                if self.audience.read_scope(connection, collection) is None:
+                    self._manager.part(connection.sid, room)
+            elif room == PRESENCE and self.audience.read_scope(connection, "users") is None:
+                self._manager.part(connection.sid, room)
+
+    async def _user_changed(self, event: ChangeEvent) -> None:
+        for connection in self.connections.of_user(str(event.key)):
+            if event.action == "delete":
+                self.drop(connection.sid, "user deleted")
+            elif event.item.get("status") != "active":
+                self.drop(connection.sid, "user suspended")
+            elif event.item.get("role") != connection.role:
+                connection.who = replace(connection.who, role=event.item["role"])
+                await self._refresh(connection)
+
+    async def _schema_changed(self, event: ChangeEvent) -> None:
+        self.audience.forget_views()
+        name = str(event.key)
+        if event.action == "delete":
+            for sid in self.audience.drop_collection(name):
+                connection = self.connections.get(sid)
+                if connection is not None:
+                    self._leave_collection(connection, name)
+            return
+        # A new or changed collection: scopes (fields) may differ; admins auto-join.
+        for connection in list(self.connections.by_sid.values()):
+            if name in connection.collections or (
+                event.action == "create" and connection.role == ADMIN_ROLE
+            ):
+                await self._refresh(connection)
+
+    # -- client events ---------------------------------------------------------------------
+
+    def register_client_event(self, event: str, handler: EventHandler) -> None:
+        if not isinstance(event, str) or not event or event in RESERVED_EVENTS:
+            raise ValueError(f"cannot register a handler for {event!r}")
+        self._client_events[event] = handler
+
+        async def on_event(sid: str, *args: Any) -> Any:
+            connection = self.connections.get(sid)
+            if connection is None:
+                return {"success": False, "message": "not connected"}
+            info = SocketInfo(sid=sid, user_id=connection.user_id, role=connection.role)
+            try:
+                result = handler(info, args[0] if args else None)
+                return await result if inspect.isawaitable(result) else result
+            except Exception:
+                _log.exception("client event handler for %r failed", event)
+                return {"success": False, "message": f"handler for {event!r} failed"}
+
+        self.sio.on(event, on_event)
+
+    async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        return {"success": False, "message": f"unknown event {str(event)[:100]!r}"}
+
+    # -- stats -------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        rooms = {
+            name: len(members)
+            for name, members in self._manager.rooms.get(NAMESPACE, {}).items()
+            if name is not None and name not in self.connections.by_sid
+        }
+        return {
+            "nodeId": self.node_id,
+            "connections": len(self.connections),
+            "users": self.connections.users,
+            "rooms": rooms,
+            "delivered": self.delivery.delivered if self._services is not None else 0,
+        }

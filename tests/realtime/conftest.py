@@ -1,0 +1,161 @@
+"""A real livebase server on a free 127.0.0.1 port, with real Socket.IO clients.
+
+The server runs in the test's event loop (uvicorn, websockets and long
+polling on a real socket), so tests can also reach its services directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+import uvicorn
+
+from livebase.app import create_app, services_of
+from livebase.realtime.server import Realtime
+from livebase.services.container import Services
+from tests.api.conftest import make_settings
+from tests.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, Api
+from tests.servers import free_port
+
+TIMEOUT = 10.0
+
+
+class Client:
+    """A python-socketio AsyncClient that records every event it receives."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.sio.on("*", self._record)
+        self.sio.on("disconnect", self._on_disconnect)
+
+    async def _record(self, event: str, *args: Any) -> None:
+        self.events.append((event, args[0] if args else None))
+        self._changed.set()
+
+    async def _on_disconnect(self, *args: Any) -> None:
+        self.disconnected.set()
+
+    async def wait_for(
+        self, event: str, where: Callable[[Any], bool] = lambda _: True, within: float = TIMEOUT
+    ) -> Any:
+        """The first ``event`` whose payload satisfies ``where`` (waiting if needed)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            for name, payload in self.events:
+                if name == event and where(payload):
+                    return payload
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise AssertionError(f"{self.name} got no {event!r}; it got {self.events!r}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def received(self, event: str) -> list[Any]:
+        return [payload for name, payload in self.events if name == event]
+
+    async def call(self, event: str, data: Any = None) -> Any:
+        return await self.sio.call(event, data, timeout=TIMEOUT)
+
+
+@dataclass
+class Live:
+    base_url: str
+    api: Api
+    services: Services
+    realtime: Realtime
+    transport: str
+    clients: list[Client] = field(default_factory=list)
+    _sentinels: int = 0
+
+    async def connect(
+        self, token: str | None = None, name: str = "client", **options: Any
+    ) -> Client:
+        """Connect a client (``auth.token`` unless told otherwise) and wait for ``connected``."""
+        client = Client(name)
+        self.clients.append(client)
+        auth = options.pop("auth", {"token": token} if token else None)
+        query = options.pop("url_query", None)
+        await client.sio.connect(
+            f"{self.base_url}?{query}" if query else self.base_url,
+            socketio_path="/realtime",
+            transports=[self.transport],
+            auth=auth,
+            wait_timeout=TIMEOUT,
+            **options,
+        )
+        await client.wait_for("connected")
+        return client
+
+    async def sentinel(self, *clients: Client) -> None:
+        """Broadcast a marker and wait until each client has it.
+
+        Events reach a socket in the order they were sent, so anything sent
+        before the marker that a client did not get, it will never get.
+        """
+        self._sentinels += 1
+        mark = self._sentinels
+        await self.realtime.socket.broadcast("sentinel", {"n": mark})
+        for client in clients:
+            await client.wait_for("sentinel", lambda p: p["n"] == mark)
+
+
+TRANSPORTS = ["websocket", "polling"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def live(
+    database_url: str, tmp_path: Path, transport: str, settings_overrides: dict[str, Any]
+) -> AsyncIterator[Live]:
+    # A short heartbeat: python-engineio's polling client only notices a
+    # refused or closed session when its pending long-poll returns.
+    quick = {"SOCKET_PING_INTERVAL": 1, "SOCKET_PING_TIMEOUT": 2, **settings_overrides}
+    app = create_app(make_settings(database_url, tmp_path, **quick))
+    realtime: Realtime = app.state.realtime
+    port = free_port()
+    config = uvicorn.Config(
+        realtime.asgi(app),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.01)
+    base_url = f"http://127.0.0.1:{port}"
+    live = None
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
+            login = await http.post(
+                "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+            )
+            api = Api(client=http, admin_token=login.json()["token"])
+            live = Live(base_url, api, services_of(app), realtime, transport)
+            yield live
+    finally:
+        clients = live.clients if live else []
+        await asyncio.gather(*(c.sio.disconnect() for c in clients if c.sio.connected))
+        server.should_exit = True
+        await serving
