@@ -152,7 +152,9 @@ class Realtime:
             if event.collection == "users":
                 await self._user_changed(event)
             elif event.collection == "schemas":
+                # Schema changes are bookkeeping here, not item events for clients.
                 await self._schema_changed(event)
+                return
             self.delivery.deliver(self.router.change(event))
         elif isinstance(event, SessionRevoked):
             for connection in self.connections.of_session(event.session_id):
