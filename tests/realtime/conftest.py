@@ -128,10 +128,10 @@ async def live(
     # refused or closed session when its pending long-poll returns.
     quick = {"SOCKET_PING_INTERVAL": 1, "SOCKET_PING_TIMEOUT": 2, **settings_overrides}
     app = create_app(make_settings(database_url, tmp_path, **quick))
-    realtime: Realtime = app.state.realtime
+    realtime: Realtime | None = app.state.realtime
     port = free_port()
     config = uvicorn.Config(
-        realtime.asgi(app),
+        app if realtime is None else realtime.asgi(app),
         host="127.0.0.1",
         port=port,
         log_level="warning",
