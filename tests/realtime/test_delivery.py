@@ -176,3 +176,26 @@ async def test_rule6_excluded_and_non_realtime_collections_are_never_broadcast(l
     await admin.wait_for("item.created", lambda p: p["collection"] == "posts")
     await live.sentinel(admin)
     assert {p["collection"] for p in admin.received("item.created")} == {"posts"}
+
+
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_AUTO_JOIN_COLLECTIONS": False}])
+async def test_item_room_members_get_that_item_only_cut_to_their_fields(live: Live) -> None:
+    await _posts(live)
+    token, _ = await live.api.user("watch@example.com")
+    await live.api.allow("user", "posts", "read", fields=["title"])
+    watched, other = [
+        (await live.api.ok("POST", "/items/posts", 201, headers=live.api.admin, json={"title": t}))[
+            "data"
+        ]
+        for t in ("watched", "other")
+    ]
+    client = await live.connect(token)
+    assert (await client.call("join", f"item:posts:{watched['id']}"))["success"] is True
+    for item in (other, watched):
+        await live.api.ok(
+            "PATCH", f"/items/posts/{item['id']}", headers=live.api.admin, json={"secret": "s"}
+        )
+    payload = await client.wait_for("item.updated")
+    assert payload["item"] == {"id": watched["id"], "title": "watched"}
+    await live.sentinel(client)
+    assert len(client.received("item.updated")) == 1

@@ -55,7 +55,7 @@ class Router:
         if collection is None or not collection.realtime or event.collection in self._excluded:
             return []
         groups = self._audience.groups(event.collection)
-        extra = self._item_room_only(event, groups)
+        extra = self._item_room_only(event)
         envelopes = []
         base = {
             "collection": event.collection,
@@ -69,18 +69,12 @@ class Router:
                 envelopes.append(Envelope(name, {**base, "item": view.project(event.item)}, sids))
         return envelopes
 
-    def _item_room_only(
-        self, event: ChangeEvent, groups: dict[Any, set[str]]
-    ) -> dict[Any, set[str]]:
+    def _item_room_only(self, event: ChangeEvent) -> dict[Any, set[str]]:
         """Sockets in ``item:{c}:{id}`` but not in the collection room, by scope."""
-        members = self.members(item_room(event.collection, event.key))
-        if not members:
-            return {}
-        in_collection_room = {sid for sids in groups.values() for sid in sids}
         extra: dict[Any, set[str]] = {}
-        for sid in members:
+        for sid in self.members(item_room(event.collection, event.key)):
             connection = self._connections.get(sid)
-            if sid in in_collection_room or connection is None:
+            if connection is None or self._audience.scope_of(sid, event.collection) is not None:
                 continue
             scope = self._audience.read_scope(connection, event.collection)
             if scope is not None:
