@@ -6,9 +6,18 @@ import argparse
 import asyncio
 import getpass
 import sys
+from typing import Any
 
 from livebase import __version__
 from livebase.settings import ConfigError, Settings, load_settings, prepare_filesystem
+
+# The ASGI server's parts; tests run the same ones.
+SERVER_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "ws": "websockets-sansio",
+    "lifespan": "on",
+}
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -22,11 +31,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host or settings.HOST,
         port=args.port if args.port is not None else settings.PORT,
         log_level=settings.LOG_LEVEL,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets",
-        lifespan="on",
         access_log=settings.LOG_LEVEL == "debug",
+        **SERVER_OPTIONS,
     )
     return 0
 

@@ -19,6 +19,7 @@ import socketio
 import uvicorn
 
 from livebase.app import create_app, services_of
+from livebase.cli import SERVER_OPTIONS
 from livebase.realtime.server import Realtime
 from livebase.services.container import Services
 from tests.api.conftest import make_settings
@@ -135,8 +136,8 @@ async def live(
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        lifespan="on",
         timeout_graceful_shutdown=2,
+        **{**SERVER_OPTIONS, "loop": "none"},  # the test's own event loop
     )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
