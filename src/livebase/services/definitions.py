@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from livebase.services.errors import BadRequest
+from livebase.services.errors import BadRequest, object_with
 from livebase.services.values import coerce_value
 from livebase.storage.model import FieldKind, FieldSpec
 
@@ -107,13 +107,7 @@ def _validate_rules(raw: object, kind: FieldKind, where: str) -> dict[str, Any]:
 def parse_field(name: str, raw: object) -> FieldSpec:
     check_name(name, "field")
     where = f"fields.{name}"
-    if not isinstance(raw, dict):
-        raise BadRequest(f"{where} must be an object with a type")
-    unknown = set(raw) - _FIELD_KEYS
-    if unknown:
-        raise BadRequest(
-            f"{where}: unknown propert{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}"
-        )
+    raw = object_with(raw, _FIELD_KEYS, where)
     type_name = raw.get("type")
     kind = _KINDS.get(type_name.lower()) if isinstance(type_name, str) else None
     if kind is None:
@@ -174,13 +168,7 @@ def _managed_fields(raw: dict[str, Any]) -> list[tuple[str, FieldKind]]:
 
 def parse_definition(raw: object) -> Definition:
     """Parse the ``schema`` object of ``POST /schemas``."""
-    if not isinstance(raw, dict):
-        raise BadRequest("schema must be an object")
-    unknown = set(raw) - _SCHEMA_KEYS
-    if unknown:
-        raise BadRequest(
-            f"schema: unknown propert{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}"
-        )
+    raw = object_with(raw, _SCHEMA_KEYS, "schema")
     raw_fields = raw.get("fields", {})
     if not isinstance(raw_fields, dict):
         raise BadRequest("schema.fields must be an object of field definitions")

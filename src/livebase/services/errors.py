@@ -56,3 +56,14 @@ class ValidationFailed(ServiceError):
 class RateLimited(ServiceError):
     status = 429
     code = "RATE_LIMITED"
+
+
+def object_with(body: object, allowed: set[str] | frozenset[str], what: str) -> dict[str, object]:
+    """``body`` as a JSON object with no keys but ``allowed``; a clear 400 otherwise."""
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        plural = "ies" if len(unknown) > 1 else "y"
+        raise BadRequest(f"{what}: unknown propert{plural} {unknown}")
+    return body

@@ -11,7 +11,7 @@ from sqlalchemy import delete, insert, or_, select, update
 
 from livebase.services import filters
 from livebase.services.accountability import Accountability, require_admin
-from livebase.services.errors import BadRequest, Conflict, NotFound
+from livebase.services.errors import BadRequest, Conflict, NotFound, object_with
 from livebase.services.events import EventBus, PermissionsChanged
 from livebase.services.registry import CollectionRegistry
 from livebase.storage import system
@@ -23,6 +23,7 @@ _log = logging.getLogger("livebase.permissions")
 
 Action = Literal["create", "read", "update", "delete"]
 ACTIONS: tuple[Action, ...] = ("create", "read", "update", "delete")
+_KEYS = frozenset({"role", "collection", "action", "fields", "conditions"})
 _PLACEHOLDER_VARIABLES = {
     "$CURRENT_USER": "00000000-0000-4000-8000-000000000000",
     "$CURRENT_ROLE": "user",
@@ -135,15 +136,7 @@ class PermissionService:
 
     async def create(self, who: Accountability, body: object) -> dict[str, Any]:
         require_admin(who)
-        if not isinstance(body, dict):
-            raise BadRequest(
-                "permission must be an object {role, collection, action, fields, conditions}"
-            )
-        unknown = set(body) - {"role", "collection", "action", "fields", "conditions"}
-        if unknown:
-            raise BadRequest(
-                f"unknown propert{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}"
-            )
+        body = object_with(body, _KEYS, "permission")
         async with self._db.transaction() as conn:
             values = await self._validated(conn, body)
             await self._refuse_duplicate(conn, values)
@@ -154,18 +147,10 @@ class PermissionService:
 
     async def update(self, who: Accountability, permission_id: str, body: object) -> dict[str, Any]:
         require_admin(who)
-        if not isinstance(body, dict):
-            raise BadRequest("body must be an object")
-        unknown = set(body) - {"role", "collection", "action", "fields", "conditions"}
-        if unknown:
-            raise BadRequest(
-                f"unknown propert{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}"
-            )
+        body = object_with(body, _KEYS, "permission")
         async with self._db.transaction() as conn:
             current = await self._row(conn, permission_id)
-            merged = {
-                k: current[k] for k in ("role", "collection", "action", "fields", "conditions")
-            }
+            merged = {key: current[key] for key in _KEYS}
             values = await self._validated(conn, {**merged, **body})
             await self._refuse_duplicate(conn, values, permission_id)
             await conn.execute(

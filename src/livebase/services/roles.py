@@ -10,7 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from livebase.services.accountability import Accountability, require_admin
-from livebase.services.errors import BadRequest, Conflict, NotFound
+from livebase.services.errors import BadRequest, Conflict, NotFound, object_with
 from livebase.storage import system
 from livebase.storage.database import Database
 from livebase.storage.types import utcnow
@@ -41,8 +41,7 @@ class RoleService:
 
     async def create(self, who: Accountability, body: object) -> dict[str, Any]:
         require_admin(who)
-        if not isinstance(body, dict):
-            raise BadRequest("role must be an object {name, description?}")
+        body = object_with(body, {"name", "description"}, "role")
         name, description = body.get("name"), body.get("description")
         if not isinstance(name, str) or not _ROLE_NAME.match(name):
             raise BadRequest(
@@ -52,11 +51,6 @@ class RoleService:
             not isinstance(description, str) or len(description) > 2000
         ):
             raise BadRequest("description: a string of at most 2000 characters")
-        unknown = set(body) - {"name", "description"}
-        if unknown:
-            raise BadRequest(
-                f"unknown propert{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}"
-            )
         values = {
             "id": str(uuid.uuid4()),
             "name": name,

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from livebase.services.accountability import Accountability, require_admin
 from livebase.services.definitions import Definition, check_name, parse_definition
-from livebase.services.errors import BadRequest, Conflict
+from livebase.services.errors import BadRequest, Conflict, object_with
 from livebase.services.events import ChangeEvent, EventBus, PermissionsChanged
 from livebase.services.permissions import PermissionService
 from livebase.services.registry import CollectionRegistry, make_collection
@@ -58,13 +58,7 @@ class SchemaService:
 
     async def create(self, who: Accountability, body: object) -> dict[str, Any]:
         require_admin(who)
-        if not isinstance(body, dict):
-            raise BadRequest("body must be {collectionName, schema}")
-        unknown = set(body) - {"collectionName", "schema"}
-        if unknown:
-            raise BadRequest(
-                f"unknown propert{'ies' if len(unknown) > 1 else 'y'} {sorted(unknown)}"
-            )
+        body = object_with(body, {"collectionName", "schema"}, "body")
         name = check_name(body.get("collectionName"), "collection")
         if name.lower().startswith("livebase") or self._registry.taken(name):
             await self._registry.load()
