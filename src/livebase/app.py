@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from livebase import __version__
-from livebase.api import admin, auth, health, items, stats
+from livebase.api import admin, auth, health, items, notifications, stats
 from livebase.api.errors import install_error_handlers
 from livebase.api.limits import BodySizeLimit
 from livebase.api.responses import ORJSONResponse
@@ -73,7 +73,14 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.realtime = realtime
     install_error_handlers(app)
-    for router in (health.router, auth.router, items.router, admin.router, stats.router):
+    for router in (
+        health.router,
+        auth.router,
+        items.router,
+        admin.router,
+        notifications.router,
+        stats.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt=("/files",))
     return app

@@ -38,11 +38,18 @@ from livebase.realtime.service import EventHandler, SocketService
 from livebase.services.accountability import ADMIN_ROLE
 from livebase.services.container import Services
 from livebase.services.errors import ServiceError
-from livebase.services.events import ChangeEvent, Event, PermissionsChanged, SessionRevoked
+from livebase.services.events import (
+    ChangeEvent,
+    Event,
+    NotificationChanged,
+    PermissionsChanged,
+    SessionRevoked,
+)
 from livebase.settings import Settings
 
 _log = logging.getLogger("livebase.realtime")
 NAMESPACE = "/"
+NOTIFICATION_FIELDS = ("id", "type", "title", "message", "data", "seen", "userId", "createdAt")
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "join", "leave", "message", "*"})
 
 
@@ -156,6 +163,16 @@ class Realtime:
                 await self._schema_changed(event)
                 return
             self.delivery.deliver(self.router.change(event))
+        elif isinstance(event, NotificationChanged):
+            note = event.notification
+            payload = {
+                "notification": {k: note.get(k) for k in NOTIFICATION_FIELDS},
+                "timestamp": event.timestamp,
+            }
+            room = user_room(note["userId"])
+            self.delivery.deliver(
+                self.router.to_room(room, f"notification.{event.action}", payload)
+            )
         elif isinstance(event, SessionRevoked):
             for connection in self.connections.of_session(event.session_id):
                 self.drop(connection.sid, "session revoked (logged out)")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from livebase.services.auth import AuthService
 from livebase.services.events import EventBus
 from livebase.services.items import ItemsService
+from livebase.services.notifications import NotificationService
 from livebase.services.permissions import PermissionService
 from livebase.services.ratelimit import RateLimiter
 from livebase.services.registry import CollectionRegistry
@@ -31,6 +32,7 @@ class Services:
     schemas: SchemaService
     roles: RoleService
     auth: AuthService
+    notifications: NotificationService
 
     async def start(self) -> None:
         """Upgrade the system tables and load schemas and permissions into memory."""
@@ -67,4 +69,5 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             RateLimiter(settings.RATE_LIMIT_AUTH),
             settings.PUBLIC_REGISTRATION,
         ),
+        notifications=NotificationService(db, permissions, events),
     )

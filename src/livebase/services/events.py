@@ -50,7 +50,16 @@ class PermissionsChanged:
     role: str | None = None
 
 
-Event = ChangeEvent | SessionRevoked | PermissionsChanged
+@dataclass(frozen=True)
+class NotificationChanged:
+    """A notification was sent ("new"), marked "seen" or "deleted", after commit."""
+
+    action: Literal["new", "seen", "deleted"]
+    notification: dict[str, Any]
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+Event = ChangeEvent | SessionRevoked | PermissionsChanged | NotificationChanged
 Subscriber = Callable[[Event], Awaitable[None]]
 
 
