@@ -22,8 +22,8 @@ run: $(VENV)/.installed
 	$(BIN)/livebase serve
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src

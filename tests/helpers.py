@@ -24,6 +24,7 @@ class Api:
     client: httpx.AsyncClient
     admin_token: str
     events: list[Event] = field(default_factory=list)
+    app: Any = None
 
     @property
     def admin(self) -> dict[str, str]:

@@ -14,6 +14,7 @@ from livebase.api import admin, auth, health, items, notifications, stats
 from livebase.api.errors import install_error_handlers
 from livebase.api.limits import BodySizeLimit
 from livebase.api.responses import ORJSONResponse
+from livebase.extensions import load_extensions, mount_routers, start_extensions
 from livebase.realtime.server import Realtime
 from livebase.services.container import Services, build_services
 from livebase.services.users import AdminBootstrap, ensure_admin
@@ -45,19 +46,20 @@ def create_app(settings: Settings) -> FastAPI:
     which :func:`create_asgi` mounts in front of it at ``SOCKET_PATH``.
     """
     realtime = Realtime(settings) if settings.SOCKET_ENABLED else None
+    extensions = load_extensions(settings.EXTENSIONS_PATH)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         prepare_filesystem(settings)
         services = build_services(settings, resolve_secret_key(settings))
-        await services.start()
-        _announce(
-            settings, await ensure_admin(services.db, settings.ADMIN_EMAIL, settings.ADMIN_PASSWORD)
-        )
-        app.state.services = services
-        if realtime is not None:
-            realtime.attach(services)
         try:
+            await services.start()
+            admin = await ensure_admin(services.db, settings.ADMIN_EMAIL, settings.ADMIN_PASSWORD)
+            _announce(settings, admin)
+            app.state.services = services
+            if realtime is not None:
+                realtime.attach(services)
+            await start_extensions(extensions, services, realtime.socket if realtime else None)
             yield
         finally:
             if realtime is not None:
@@ -82,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         stats.router,
     ):
         app.include_router(router)
+    mount_routers(app, extensions)
     app.add_middleware(BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt=("/files",))
     return app
 

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from livebase import __version__
+from livebase.extensions import ExtensionError
 from livebase.settings import ConfigError, Settings, load_settings, prepare_filesystem
 
 # The ASGI server's parts; tests run the same ones.
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except ConfigError as exc:
         print(f"livebase: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ExtensionError as exc:
+        print(f"livebase: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a service error from create-admin, e.g. a taken e-mail
         message = getattr(exc, "message", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,10 @@ def make_settings(database_url: str, tmp_path: Path, **overrides: Any) -> Settin
     return load_settings(**values)
 
 
-@pytest.fixture
-async def api(
-    database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]
-) -> AsyncIterator[Api]:
-    app = create_app(make_settings(database_url, tmp_path, **settings_overrides))
+@asynccontextmanager
+async def running_api(settings: Settings) -> AsyncIterator[Api]:
+    """Start an app through its lifespan; an HTTP client and the administrator's token."""
+    app = create_app(settings)
     async with app.router.lifespan_context(app):
         events: list[Event] = []
 
@@ -45,11 +45,17 @@ async def api(
 
         services_of(app).events.subscribe(record)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://livebase.test"
-        ) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://livebase.test") as client:
             login = await client.post(
                 "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
             )
             assert login.status_code == 200, login.text
-            yield Api(client=client, admin_token=login.json()["token"], events=events)
+            yield Api(client=client, admin_token=login.json()["token"], events=events, app=app)
+
+
+@pytest.fixture
+async def api(
+    database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]
+) -> AsyncIterator[Api]:
+    async with running_api(make_settings(database_url, tmp_path, **settings_overrides)) as api:
+        yield api

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from livebase.services.auth import AuthService
 from livebase.services.events import EventBus
+from livebase.services.hooks import HookRegistry
 from livebase.services.items import ItemsService
 from livebase.services.notifications import NotificationService
 from livebase.services.permissions import PermissionService
@@ -33,6 +34,7 @@ class Services:
     roles: RoleService
     auth: AuthService
     notifications: NotificationService
+    hooks: HookRegistry
 
     async def start(self) -> None:
         """Upgrade the system tables and load schemas and permissions into memory."""
@@ -41,6 +43,7 @@ class Services:
         await self.permissions.load()
 
     async def stop(self) -> None:
+        await self.hooks.close()
         await self.db.dispose()
 
 
@@ -50,7 +53,8 @@ def build_services(settings: Settings, secret_key: str) -> Services:
     tokens = TokenCodec(secret_key, settings.ACCESS_TOKEN_EXPIRES_IN)
     registry = CollectionRegistry(db)
     permissions = PermissionService(db, registry, events)
-    items = ItemsService(db, registry, permissions, events)
+    hooks = HookRegistry()
+    items = ItemsService(db, registry, permissions, events, hooks)
     items.set_rules("users", UserRules())
     return Services(
         settings=settings,
@@ -70,4 +74,5 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             settings.PUBLIC_REGISTRATION,
         ),
         notifications=NotificationService(db, permissions, events),
+        hooks=hooks,
     )

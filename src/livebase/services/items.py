@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from livebase.services.errors import (
     ValidationFailed,
 )
 from livebase.services.events import Action, ChangeEvent, EventBus
+from livebase.services.hooks import HookRegistry
 from livebase.services.locks import KeyedLocks
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
@@ -66,11 +67,13 @@ class ItemsService:
         registry: CollectionRegistry,
         permissions: PermissionService,
         events: EventBus,
+        hooks: HookRegistry | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
         self._permissions = permissions
         self._events = events
+        self._hooks = hooks or HookRegistry()
         self._locks = KeyedLocks()
         self._rules: dict[str, CollectionRules] = {}
 
@@ -85,6 +88,9 @@ class ItemsService:
         """Items matching ``query`` that ``who`` may read, and how many match in all."""
         collection = await self._registry.get(name)
         scope = self._scope(who, collection, "read")
+        if self._hooks.has(name, "items.read"):
+            changed = await self._hooks.before(who, name, "items.read", asdict(query))
+            query = _query_from_hook(changed)
         fields = self._selected_fields(collection, scope, query.fields)
         condition = filters.and_(
             self._user_filter(collection, scope, query.filter),
@@ -126,6 +132,19 @@ class ItemsService:
         if row is None:
             raise NotFound(f"item {raw_key!r} not found in {name}", "ITEM_NOT_FOUND")
         return dict(row)
+
+    async def _before_hooks(self, name: str, who: Accountability, ops: list[_Op]) -> list[_Op]:
+        """Run ``items.<action>`` hooks on each element; they may change or refuse it."""
+        changed = []
+        for op in ops:
+            action = f"items.{op.action}"
+            if not self._hooks.has(name, action):
+                changed.append(op)
+                continue
+            data = op.data if op.data is not None else {"id": op.key}
+            result = await self._hooks.before(who, name, action, data)
+            changed.append(replace(op, data=result) if op.data is not None else op)
+        return changed
 
     # -- writing ---------------------------------------------------------------
 
@@ -173,6 +192,7 @@ class ItemsService:
         locked = [(name, op.key) for op in ops if op.key is not None]
         if len(set(locked)) != len(locked):
             raise BadRequest("the same item appears twice in one bulk request")
+        ops = await self._before_hooks(name, who, ops)
         async with self._locks.hold(locked):
             events: list[ChangeEvent] = []
             async with self._db.transaction() as conn:
@@ -186,6 +206,8 @@ class ItemsService:
                         raise
             # Still holding the item locks: events about one item leave in commit order.
             await self._events.publish(*events)
+            for event in events:
+                self._hooks.after(who, name, f"items.{event.action}", event.item)
         read_scope = self._permissions.scope(who, collection, "read")
         return [self._answer(collection, read_scope, event) for event in events]
 
@@ -362,6 +384,15 @@ class ItemsService:
 
 def _required(name: str) -> ServiceError:
     return ValidationFailed(f"field {name}: is required", "FIELD_REQUIRED")
+
+
+def _query_from_hook(changed: dict[str, Any]) -> Query:
+    try:
+        return Query(**changed)
+    except TypeError:
+        raise BadRequest(
+            f"an items.read hook returned unknown query keys {sorted(changed)}"
+        ) from None
 
 
 def _fill_defaults(collection: Collection, values: Item) -> None:
