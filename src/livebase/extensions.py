@@ -159,6 +159,23 @@ class SystemNotifications:
         return await self._notifications.send(SYSTEM, body)
 
 
+class SystemFiles:
+    """``services.files``: file metadata with system rights."""
+
+    def __init__(self, services: Services) -> None:
+        self._files = services.files
+
+    async def read(self, **query: Any) -> list[dict[str, Any]]:
+        rows, _ = await self._files.find(SYSTEM, Query(**query))
+        return rows
+
+    async def read_one(self, file_id: str) -> dict[str, Any]:
+        return await self._files.get(SYSTEM, file_id)
+
+    async def delete(self, file_id: str) -> str:
+        return await self._files.delete(SYSTEM, file_id)
+
+
 class ExtensionServices:
     """What ``context.services`` and ``setup(services)`` give an extension.
 
@@ -170,7 +187,7 @@ class ExtensionServices:
         self._services = services
         self.socket = socket
         self.notifications = SystemNotifications(services)
-        self.files: Any = None  # the files service arrives with file uploads
+        self.files = SystemFiles(services)
 
     def items(self, collection: str) -> CollectionItems:
         return CollectionItems(self._services, collection)

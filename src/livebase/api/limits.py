@@ -18,16 +18,18 @@ class _TooLarge(HTTPException):
 class BodySizeLimit:
     """Refuse bodies over ``limit`` bytes with 413, whatever Content-Length claims.
 
-    ``exempt`` path prefixes (file uploads) enforce their own limit.
+    ``exempt`` (method, path) pairs — file uploads — enforce their own limit.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, exempt: set[tuple[str, str]] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
-        self.exempt = exempt
+        self.exempt = exempt or set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.exempt:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", ()):

@@ -15,8 +15,8 @@ from typing import Any
 
 from livebase.realtime.audience import Audience
 from livebase.realtime.connections import Connections
-from livebase.realtime.rooms import item_room
-from livebase.services.events import ChangeEvent
+from livebase.realtime.rooms import item_room, user_room
+from livebase.services.events import ChangeEvent, FileChanged
 from livebase.services.registry import CollectionRegistry
 from livebase.storage.types import utcnow
 
@@ -80,6 +80,25 @@ class Router:
             if scope is not None:
                 extra.setdefault(scope, set()).add(sid)
         return extra
+
+    def file(self, event: FileChanged) -> list[Envelope]:
+        """``file.*`` to the uploader's room and to sockets whose role may read the file."""
+        row = event.file
+        sids: set[str] = set()
+        if row.get("uploadedBy"):
+            sids.update(self.members(user_room(str(row["uploadedBy"]))))
+        files = self._registry.peek("files")
+        if files is not None:
+            for scope, members in self._audience.groups("files").items():
+                if self._audience.view(files, scope).matches(row):
+                    sids.update(members)
+        payload = {
+            "file": {k: row.get(k) for k in ("id", "filename", "size", "mimetype")},
+            "action": event.action,
+            "user": event.user_id,
+            "timestamp": event.timestamp,
+        }
+        return [Envelope(f"file.{event.action}", payload, sids)] if sids else []
 
     def to_room(self, room: str, event: str, payload: Any) -> list[Envelope]:
         members = self.members(room)

@@ -41,6 +41,7 @@ from livebase.services.errors import ServiceError
 from livebase.services.events import (
     ChangeEvent,
     Event,
+    FileChanged,
     NotificationChanged,
     PermissionsChanged,
     SessionRevoked,
@@ -173,6 +174,8 @@ class Realtime:
             self.delivery.deliver(
                 self.router.to_room(room, f"notification.{event.action}", payload)
             )
+        elif isinstance(event, FileChanged):
+            self.delivery.deliver(self.router.file(event))
         elif isinstance(event, SessionRevoked):
             for connection in self.connections.of_session(event.session_id):
                 self.drop(connection.sid, "session revoked (logged out)")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from livebase.services.auth import AuthService
 from livebase.services.events import EventBus
+from livebase.services.files import FileService
 from livebase.services.hooks import HookRegistry
 from livebase.services.items import ItemsService
 from livebase.services.notifications import NotificationService
@@ -18,6 +19,7 @@ from livebase.services.tokens import TokenCodec
 from livebase.services.users import UserRules
 from livebase.settings import Settings
 from livebase.storage.database import Database
+from livebase.storage.files import LocalFileStorage
 from livebase.storage.migrations import migrate
 
 
@@ -35,6 +37,7 @@ class Services:
     auth: AuthService
     notifications: NotificationService
     hooks: HookRegistry
+    files: FileService
 
     async def start(self) -> None:
         """Upgrade the system tables and load schemas and permissions into memory."""
@@ -75,4 +78,11 @@ def build_services(settings: Settings, secret_key: str) -> Services:
         ),
         notifications=NotificationService(db, permissions, events),
         hooks=hooks,
+        files=FileService(
+            db,
+            LocalFileStorage(settings.STORAGE_PATH),
+            permissions,
+            events,
+            max_bytes=int(settings.MAX_UPLOAD_FILE_SIZE * 1024 * 1024),
+        ),
     )

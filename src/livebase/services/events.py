@@ -59,7 +59,17 @@ class NotificationChanged:
     timestamp: datetime = field(default_factory=utcnow)
 
 
-Event = ChangeEvent | SessionRevoked | PermissionsChanged | NotificationChanged
+@dataclass(frozen=True)
+class FileChanged:
+    """A file was "uploaded" or "deleted", after commit; ``file`` is its row."""
+
+    action: Literal["uploaded", "deleted"]
+    file: dict[str, Any]
+    user_id: str | None
+    timestamp: datetime = field(default_factory=utcnow)
+
+
+Event = ChangeEvent | SessionRevoked | PermissionsChanged | NotificationChanged | FileChanged
 Subscriber = Callable[[Event], Awaitable[None]]
 
 

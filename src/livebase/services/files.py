@@ -1,0 +1,233 @@
+"""Files: uploads streamed to storage, their metadata rows, and who may see them."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+
+from livebase.services import filters
+from livebase.services.accountability import Accountability
+from livebase.services.errors import BadRequest, Forbidden, NotFound, TooLarge, object_with
+from livebase.services.events import EventBus, FileChanged
+from livebase.services.permissions import PermissionService, Scope
+from livebase.services.query import Query
+from livebase.services.sniffing import sniff
+from livebase.services.values import coerce_value
+from livebase.storage import system
+from livebase.storage.database import Database
+from livebase.storage.files import FileStorage, Upload, UploadTooLarge
+from livebase.storage.model import FieldKind
+from livebase.storage.types import utcnow
+
+_collection = system.SYSTEM_COLLECTIONS["files"]
+_table = _collection.table
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+MAX_FILENAME = 255
+FileRow = dict[str, Any]
+
+
+def safe_filename(raw: str | None) -> str:
+    """The client's file name without paths, control characters or excess length."""
+    name = unicodedata.normalize("NFC", raw or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE.sub("_", name).strip(" .") or "file"
+    if len(name) > MAX_FILENAME:
+        stem, dot, extension = name.rpartition(".")
+        extension = extension[:16] if dot else ""
+        name = (stem if dot else name)[: MAX_FILENAME - len(extension) - 1] + (dot + extension)
+    return name
+
+
+def public_file(row: Any) -> FileRow:
+    return {name: row.get(name) for name in _collection.visible_fields}
+
+
+@dataclass
+class PendingUpload:
+    """An upload being received; becomes a file with :meth:`FileService.complete`."""
+
+    upload: Upload
+    who: Accountability
+    filename: str
+    claimed_type: str | None
+
+
+class FileService:
+    def __init__(
+        self,
+        db: Database,
+        storage: FileStorage,
+        permissions: PermissionService,
+        events: EventBus,
+        max_bytes: int,
+    ) -> None:
+        self._db = db
+        self._storage = storage
+        self._permissions = permissions
+        self._events = events
+        self.max_bytes = max_bytes
+
+    # -- uploading --------------------------------------------------------------------
+
+    async def begin(
+        self, who: Accountability, filename: str | None, claimed: str | None
+    ) -> PendingUpload:
+        if self._permissions.scope(who, _collection, "create") is None:
+            raise Forbidden("you may not upload files")
+        upload = await self._storage.begin(self.max_bytes)
+        return PendingUpload(upload, who, safe_filename(filename), claimed)
+
+    async def write(self, pending: PendingUpload, data: bytes) -> None:
+        try:
+            await pending.upload.write(data)
+        except UploadTooLarge:
+            await pending.upload.abort()
+            raise TooLarge(f"file is larger than {self.max_bytes} bytes") from None
+
+    async def abort(self, pending: PendingUpload) -> None:
+        await pending.upload.abort()
+
+    async def complete(self, pending: PendingUpload, fields: dict[str, str]) -> FileRow:
+        """Keep the bytes and write the metadata row; on any error nothing remains."""
+        upload = pending.upload
+        try:
+            if upload.size == 0:
+                raise BadRequest("the file is empty", "EMPTY_FILE")
+            row = {
+                "id": str(uuid.UUID(upload.key)),
+                "filename": pending.filename,
+                "title": _title(fields.get("title")),
+                "size": upload.size,
+                "mimetype": sniff(upload.head, pending.claimed_type),
+                "storageKey": upload.key,
+                "uploadedBy": pending.who.user_id,
+                "isPublic": _flag(fields.get("isPublic")),
+                "createdAt": utcnow(),
+            }
+            await upload.finish()
+            async with self._db.transaction() as conn:
+                await conn.execute(insert(_table).values(**row))
+        except BaseException:
+            await upload.abort()
+            raise
+        await self._events.publish(FileChanged("uploaded", row, pending.who.user_id))
+        return public_file(row)
+
+    # -- reading and changing -------------------------------------------------------------
+
+    def _scope(self, who: Accountability, action: str) -> Scope:
+        scope = self._permissions.scope(who, _collection, action)  # type: ignore[arg-type]
+        if scope is None:
+            raise Forbidden(f"you may not {action} files")
+        return scope
+
+    async def find(self, who: Accountability, query: Query) -> tuple[list[FileRow], int]:
+        scope = self._scope(who, "read")
+        condition = filters.and_(filters.parse(query.filter, _collection.kinds), scope.condition)
+        where = filters.to_sql(condition, _table.c, self._db.dialect)
+        statement = select(_table).where(where).order_by(_table.c.createdAt.desc(), _table.c.id)
+        if query.limit is not None:
+            statement = statement.limit(query.limit)
+        statement = statement.offset(query.offset)
+        async with self._db.connect() as conn:
+            rows = (await conn.execute(statement)).mappings().all()
+            total = len(rows) if query.limit is None else await self._count(conn, where)
+        return [self._shown(scope, row) for row in rows], total
+
+    async def _count(self, conn: Any, where: Any) -> int:
+        return int(await conn.scalar(select(func.count()).select_from(_table).where(where)) or 0)
+
+    def _shown(self, scope: Scope, row: Any) -> FileRow:
+        return {k: v for k, v in public_file(row).items() if scope.field_allowed(k)}
+
+    async def _row(self, file_id: str) -> FileRow:
+        try:
+            key = coerce_value(FieldKind.UUID, file_id, "id")
+        except Exception:
+            raise NotFound(f"file {file_id!r} not found") from None
+        async with self._db.connect() as conn:
+            row = (await conn.execute(select(_table).where(_table.c.id == key))).mappings().first()
+        if row is None:
+            raise NotFound(f"file {file_id!r} not found")
+        return dict(row)
+
+    async def _visible(
+        self, who: Accountability, file_id: str, action: str
+    ) -> tuple[FileRow, Scope]:
+        """The row if ``who`` may ``action`` it; not readable at all looks like missing."""
+        row = await self._row(file_id)
+        read = self._permissions.scope(who, _collection, "read")
+        if read is None or not filters.to_predicate(read.condition)(row):
+            raise NotFound(f"file {file_id!r} not found")
+        scope = self._scope(who, action)
+        if not filters.to_predicate(scope.condition)(row):
+            raise Forbidden(f"you may not {action} this file")
+        return row, read
+
+    async def get(self, who: Accountability, file_id: str) -> FileRow:
+        row, read = await self._visible(who, file_id, "read")
+        return self._shown(read, row)
+
+    async def update(self, who: Accountability, file_id: str, body: object) -> FileRow:
+        changes = object_with(body, {"title", "isPublic", "filename"}, "file")
+        row, read = await self._visible(who, file_id, "update")
+        scope = self._scope(who, "update")
+        values: dict[str, Any] = {}
+        if "title" in changes:
+            values["title"] = _title(changes["title"])
+        if "filename" in changes:
+            if not isinstance(changes["filename"], str):
+                raise BadRequest("filename must be a string")
+            values["filename"] = safe_filename(changes["filename"])
+        if "isPublic" in changes:
+            if not isinstance(changes["isPublic"], bool):
+                raise BadRequest("isPublic must be true or false")
+            values["isPublic"] = changes["isPublic"]
+        for name in values:
+            if not scope.field_allowed(name):
+                raise Forbidden(f"you may not change field {name!r} of files")
+        if values:
+            async with self._db.transaction() as conn:
+                await conn.execute(update(_table).where(_table.c.id == row["id"]).values(**values))
+        return self._shown(read, {**row, **values})
+
+    async def delete(self, who: Accountability, file_id: str) -> str:
+        row, _ = await self._visible(who, file_id, "delete")
+        async with self._db.transaction() as conn:
+            await conn.execute(delete(_table).where(_table.c.id == row["id"]))
+        await self._storage.delete(row["storageKey"])
+        await self._events.publish(FileChanged("deleted", row, who.user_id))
+        return str(row["id"])
+
+    async def asset(self, who: Accountability, file_id: str) -> FileRow:
+        """The row behind ``GET /assets/{id}``: public files need no token."""
+        row = await self._row(file_id)
+        if not row["isPublic"]:
+            read = self._permissions.scope(who, _collection, "read")
+            if read is None or not filters.to_predicate(read.condition)(row):
+                raise NotFound(f"file {file_id!r} not found")
+        return row
+
+    def read_bytes(self, row: FileRow, start: int = 0, end: int | None = None) -> Any:
+        return self._storage.read(row["storageKey"], start, end)
+
+
+def _title(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 255 or "\x00" in value:
+        raise BadRequest("title must be a string of at most 255 characters")
+    return value
+
+
+def _flag(value: str | None) -> bool:
+    if value in (None, "", "false", "0"):
+        return False
+    if value in ("true", "1"):
+        return True
+    raise BadRequest("isPublic must be true or false")
