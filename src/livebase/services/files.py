@@ -14,6 +14,7 @@ from livebase.services import filters
 from livebase.services.accountability import Accountability
 from livebase.services.errors import BadRequest, Forbidden, NotFound, TooLarge, object_with
 from livebase.services.events import EventBus, FileChanged
+from livebase.services.permissions import Action as PermissionAction
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
 from livebase.services.sniffing import sniff
@@ -120,11 +121,8 @@ class FileService:
 
     # -- reading and changing -------------------------------------------------------------
 
-    def _scope(self, who: Accountability, action: str) -> Scope:
-        scope = self._permissions.scope(who, _collection, action)  # type: ignore[arg-type]
-        if scope is None:
-            raise Forbidden(f"you may not {action} files")
-        return scope
+    def _scope(self, who: Accountability, action: PermissionAction) -> Scope:
+        return self._permissions.require(who, _collection, action)
 
     async def find(self, who: Accountability, query: Query) -> tuple[list[FileRow], int]:
         scope = self._scope(who, "read")
@@ -157,7 +155,7 @@ class FileService:
         return dict(row)
 
     async def _visible(
-        self, who: Accountability, file_id: str, action: str
+        self, who: Accountability, file_id: str, action: PermissionAction
     ) -> tuple[FileRow, Scope]:
         """The row if ``who`` may ``action`` it; not readable at all looks like missing."""
         row = await self._row(file_id)

@@ -29,6 +29,7 @@ from livebase.services.errors import (
 from livebase.services.events import Action, ChangeEvent, EventBus
 from livebase.services.hooks import HookRegistry
 from livebase.services.locks import KeyedLocks
+from livebase.services.permissions import Action as PermissionAction
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
 from livebase.services.registry import CollectionRegistry
@@ -301,11 +302,10 @@ class ItemsService:
 
     # -- permissions and shaping -------------------------------------------------
 
-    def _scope(self, who: Accountability, collection: Collection, action: str) -> Scope:
-        scope = self._permissions.scope(who, collection, action)  # type: ignore[arg-type]
-        if scope is None:
-            raise Forbidden(f"you may not {action} items of {collection.name}")
-        return scope
+    def _scope(
+        self, who: Accountability, collection: Collection, action: PermissionAction
+    ) -> Scope:
+        return self._permissions.require(who, collection, action)
 
     def _readable(self, collection: Collection, scope: Scope) -> list[str]:
         return [f for f in collection.visible_fields if scope.field_allowed(f)]

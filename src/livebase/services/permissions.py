@@ -11,7 +11,7 @@ from sqlalchemy import delete, insert, or_, select, update
 
 from livebase.services import filters
 from livebase.services.accountability import Accountability, require_admin
-from livebase.services.errors import BadRequest, Conflict, NotFound, object_with
+from livebase.services.errors import BadRequest, Conflict, Forbidden, NotFound, object_with
 from livebase.services.events import EventBus, PermissionsChanged
 from livebase.services.registry import CollectionRegistry
 from livebase.storage import system
@@ -95,6 +95,13 @@ class PermissionService:
             return Scope(fields=None, condition=condition)
         allowed = frozenset(rule.fields) & frozenset(collection.fields)
         return Scope(fields=allowed | {collection.primary_key}, condition=condition)
+
+    def require(self, who: Accountability, collection: Collection, action: Action) -> Scope:
+        """Like :meth:`scope`, but no access is a 403."""
+        scope = self.scope(who, collection, action)
+        if scope is None:
+            raise Forbidden(f"you may not {action} items of {collection.name}")
+        return scope
 
     def readable_collections(self, role: str) -> list[str]:
         """Names of the collections ``role`` may read (all of them for administrators)."""
