@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import asyncio
 import getpass
 import sys
@@ -12,13 +13,21 @@ from livebase import __version__
 from livebase.extensions import ExtensionError
 from livebase.settings import ConfigError, Settings, load_settings, prepare_filesystem
 
-# The ASGI server's parts; tests run the same ones.
+# The ASGI server's parts; tests run the same ones. Engine.IO has its own
+# heartbeat, so uvicorn's websocket keepalive would only double the pings.
 SERVER_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
     "ws": "websockets-sansio",
+    "ws_ping_interval": None,
+    "ws_ping_timeout": None,
     "lifespan": "on",
 }
+# Every delivered message allocates a few short-lived objects per socket;
+# with the default thresholds the collector ran full passes over all socket
+# state often enough to cost 30 % (1k sockets) to 75 % (10k) of server CPU
+# in bench/ (docs/performance.md).
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -27,6 +36,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from livebase.app import create_asgi
 
     prepare_filesystem(settings)
+    gc.set_threshold(*GC_THRESHOLDS)
     uvicorn.run(
         create_asgi(settings),
         host=args.host or settings.HOST,

@@ -1,0 +1,764 @@
+#!/usr/bin/env python3
+"""Realtime fan-out benchmark for livebase: REST writes -> ``item.created`` on N sockets.
+
+    .venv/bin/python bench/fanout.py                      # N=1000 subscribers, M=200 writes, C=4
+    .venv/bin/python bench/fanout.py -n 100 -m 50 --json  # smaller, one JSON line
+
+What it does, all on 127.0.0.1:
+
+1. starts ``livebase serve`` on a free port with a throwaway SQLite database and
+   data directory (removed afterwards unless ``--keep``);
+2. logs in as the administrator, creates the collection ``posts`` (``title``,
+   ``sentAt``), lets role ``user`` read it, registers ``--users`` users;
+3. connects N subscribers, spread round-robin over those users, with a
+   minimal client speaking Engine.IO v4 / Socket.IO v5 by hand over
+   ``websockets`` (open ``0{...}``, ``40{"token": ...}``, ping ``2`` -> ``3``,
+   events ``42[...]``): far cheaper per frame than ``python-socketio``'s client;
+4. sends a few warm-up writes, waits until the server is quiet, then makes M
+   ``POST /items/posts`` with C in flight, each stamped with the client clock
+   (``sentAt``, epoch ms) just before it is sent;
+5. waits until every subscriber has every item (or nothing arrives for
+   ``--drain-timeout`` s), and prints the figures;
+6. stops the server by its PID, whatever happened.
+
+Figures: delivered messages/s over the delivery phase (first measured write
+to the last expected frame); server CPU (utime+stime of the server PID from
+/proc/<pid>/stat) per delivered message; latency p50/p99 from just before the
+REST call to the frame's receipt (includes this client's own queueing); lost
+and duplicated deliveries per (socket, item); server RSS per connected socket
+(VmRSS before/after connecting, from /proc/<pid>/status); this client's own
+CPU, which should stay well below 100 % for the server to be the bottleneck.
+
+Needs Linux (/proc) and the project's virtualenv (``websockets`` is a runtime
+dependency; ``orjson`` is used when present). No other package, no ../shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+try:
+    from websockets.asyncio.client import connect as ws_connect
+except ImportError:  # pragma: no cover
+    sys.exit("bench/fanout.py needs the project's virtualenv: .venv/bin/python bench/fanout.py")
+
+try:
+    import orjson
+
+    loads: Any = orjson.loads
+except ImportError:  # pragma: no cover
+    loads = json.loads
+
+HOST = "127.0.0.1"
+SOCKET_PATH = "/realtime"
+COLLECTION = "posts"
+EVENT_PREFIX = '42["item.created",'
+ADMIN_EMAIL = "admin@bench.local"
+ADMIN_PASSWORD = "Bench-Passw0rd-admin"
+USER_PASSWORD = "Bench-Passw0rd-user"
+SCHEMA = {
+    "collectionName": COLLECTION,
+    "schema": {
+        "name": COLLECTION,
+        "timestamps": True,
+        "fields": {
+            "title": {"type": "String", "values": {"length": 255}},
+            "sentAt": {"type": "Double"},
+        },
+    },
+}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*parts: object) -> None:
+    print("[fanout]", *parts, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- /proc accounting
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process, in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="latin-1") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="latin-1") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def quiesce(pid: int, min_s: float = 1.0, max_s: float = 60.0) -> float:
+    """Wait (at least min_s, at most max_s) until the server uses < 10 % of a core over 0.5 s."""
+    t0 = time.monotonic()
+    await asyncio.sleep(min_s)
+    prev, prev_t = cpu_seconds(pid), time.monotonic()
+    while time.monotonic() - t0 < max_s:
+        await asyncio.sleep(0.5)
+        cur, now = cpu_seconds(pid), time.monotonic()
+        if (cur - prev) / (now - prev_t) < 0.1:
+            break
+        prev, prev_t = cur, now
+    return time.monotonic() - t0
+
+
+def raise_fd_limit() -> int:
+    """One descriptor per socket, here and in the server (which inherits the limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        return hard
+    return soft
+
+
+def percentile(ordered: list[float], p: float) -> float | None:
+    if not ordered:
+        return None
+    rank = int(-(-len(ordered) * p // 100))  # ceil(len * p / 100), the nearest-rank method
+    return ordered[min(len(ordered) - 1, max(0, rank - 1))]
+
+
+# ---------------------------------------------------------------- a tiny HTTP/1.1 client
+
+
+class Http:
+    """One keep-alive HTTP/1.1 connection to the server (stdlib only, JSON bodies)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> tuple[int, Any]:
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+        )
+        if token:
+            head += f"Authorization: Bearer {token}\r\n"
+        data = head.encode() + b"\r\n" + payload
+        for attempt in (1, 2):
+            reused = self.writer is not None
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+            assert self.reader is not None
+            try:
+                self.writer.write(data)
+                status_line = await self.reader.readline()
+                if not status_line:
+                    raise ConnectionResetError("connection closed")
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.close()
+                if reused and attempt == 1:
+                    continue  # the server closed an idle keep-alive connection: retry once
+                raise
+            return await self._response(status_line)
+        raise AssertionError("unreachable")
+
+    async def _response(self, status_line: bytes) -> tuple[int, Any]:
+        assert self.reader is not None
+        status = int(status_line.split()[1])
+        headers: dict[str, str] = {}
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if "content-length" in headers:
+            raw = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int((await self.reader.readline()).split(b";")[0], 16)
+                chunk = await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                chunks.append(chunk[:-2])
+            raw = b"".join(chunks)
+        else:
+            raw = await self.reader.read()
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        try:
+            return status, loads(raw) if raw else None
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+# ---------------------------------------------------------------- the server
+
+
+class Server:
+    def __init__(self, exe: str, keep: bool) -> None:
+        self.exe, self.keep = exe, keep
+        self.tmp = Path(tempfile.mkdtemp(prefix="livebase-fanout-"))
+        self.port = self._free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.tmp / "server.log"
+
+    @staticmethod
+    def _free_port() -> int:
+        with socket.socket() as s:
+            s.bind((HOST, 0))
+            return int(s.getsockname()[1])
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        extensions = self.tmp / "extensions"
+        extensions.mkdir()
+        env = dict(
+            os.environ,
+            HOST=HOST,
+            PORT=str(self.port),
+            ENV="development",
+            DATABASE_URL=f"sqlite:///{self.tmp / 'livebase.db'}",
+            DATA_DIR=str(self.tmp / "data"),
+            STORAGE_PATH=str(self.tmp / "uploads"),
+            EXTENSIONS_PATH=str(extensions),
+            SECRET_KEY=secrets.token_urlsafe(36),  # 48 characters
+            ADMIN_EMAIL=ADMIN_EMAIL,
+            ADMIN_PASSWORD=ADMIN_PASSWORD,
+            RATE_LIMIT_AUTH="1000000",
+            LOG_LEVEL="warning",
+            SOCKET_PATH=SOCKET_PATH,
+            CACHE_REDIS_URL="",  # one process, no Redis, whatever the caller's shell says
+            SOCKET_REDIS_URL="",
+        )
+        with open(self.log_path, "wb") as logf:  # cwd = temp dir: no stray .env is read
+            self.proc = subprocess.Popen(
+                [self.exe, "serve"],
+                cwd=self.tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    async def wait_healthy(self, limit_s: float = 60.0) -> None:
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
+            http = Http(self.port)
+            try:
+                status, _ = await http.request("GET", "/health")
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                http.close()
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"server not healthy after {limit_s:.0f} s:\n{self.tail()}")
+
+    def tail(self, size: int = 3000) -> str:
+        try:
+            data = self.log_path.read_bytes()
+        except OSError:
+            return ""
+        return data[-size:].decode(errors="replace")
+
+    def stop(self) -> None:
+        """SIGTERM by PID, SIGKILL after 15 s; then remove the temp dir (unless keep)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.keep:
+            log(f"kept {self.tmp} (server.log, livebase.db)")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- subscribers
+
+
+class Stats:
+    """Delivery bookkeeping shared by every subscriber."""
+
+    def __init__(self, total_writes: int) -> None:
+        self.total_writes = total_writes  # warm-up + measured: sequence numbers 0..total-1
+        self.measured_from = total_writes  # first measured sequence number (set later)
+        self.unique = 0  # first arrivals of (socket, item) in the current phase
+        self.frames = 0  # every item.created frame of the current phase, duplicates included
+        self.target = -1
+        self.done: asyncio.Event = asyncio.Event()
+        self.on_done: Any = None
+        self.latencies: list[float] = []
+        self.pings = 0
+        self.bad_frames = 0
+        self.disconnects = 0
+        self.last_progress = time.monotonic()
+
+    def start_phase(self, first_seq: int, target: int, on_done: Any) -> None:
+        self.measured_from, self.target, self.on_done = first_seq, target, on_done
+        self.unique = self.frames = 0
+        self.latencies = []
+        self.done = asyncio.Event()
+        self.last_progress = time.monotonic()
+        if target <= 0:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.is_set():
+            if self.on_done is not None:
+                self.on_done()
+            self.done.set()
+
+
+class Subscriber:
+    __slots__ = ("closing", "counts", "error", "index", "task", "token", "up", "ws")
+
+    def __init__(self, index: int, token: str, total_writes: int) -> None:
+        self.index, self.token = index, token
+        self.counts = bytearray(total_writes)  # frames received per item (saturates at 255)
+        self.up = False
+        self.error: str | None = None
+        self.ws: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+
+    async def run(self, url: str, stats: Stats, connected: asyncio.Future[None]) -> None:
+        try:
+            self.ws = await ws_connect(
+                url,
+                compression=None,
+                proxy=None,  # loopback only, never an environment proxy
+                ping_interval=None,  # Engine.IO has its own heartbeat
+                open_timeout=60,
+                max_queue=None,
+                user_agent_header=None,
+            )
+            opening = await self.ws.recv()
+            if not opening.startswith("0"):
+                raise RuntimeError(f"expected an Engine.IO open packet, got {opening[:80]!r}")
+            await self.ws.send("40" + json.dumps({"token": self.token}))
+            async for message in self.ws:
+                if message.startswith(EVENT_PREFIX):
+                    self._event(message, stats)
+                elif message == "2":
+                    stats.pings += 1
+                    await self.ws.send("3")
+                elif message.startswith("40"):
+                    self.up = True
+                    if not connected.done():
+                        connected.set_result(None)
+                elif message.startswith("44"):
+                    raise RuntimeError(f"connect_error {message[2:120]}")
+                # anything else ("connected" event, presence...) is ignored
+        except Exception as exc:  # report, never raise into the gather
+            self.error = self.error or f"{type(exc).__name__}: {exc}"[:160]
+        finally:
+            if self.up and not self.closing:
+                stats.disconnects += 1
+            if not connected.done():
+                connected.set_result(None)
+
+    def _event(self, message: str, stats: Stats) -> None:
+        received_ms = time.time() * 1000.0
+        try:
+            item = loads(message[2:])[1]["item"]
+            seq = int(item["title"].rsplit(" ", 1)[1])
+            sent_ms = float(item["sentAt"])
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            stats.bad_frames += 1
+            return
+        if not 0 <= seq < len(self.counts):
+            stats.bad_frames += 1
+            return
+        count = self.counts[seq]
+        if count < 255:
+            self.counts[seq] = count + 1
+        if seq < stats.measured_from:
+            return  # a late frame of an earlier phase
+        stats.frames += 1
+        stats.last_progress = time.monotonic()
+        if count == 0:
+            stats.latencies.append(received_ms - sent_ms)
+            stats.unique += 1
+            if stats.unique == stats.target:
+                stats._finish()
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+async def prepare(port: int, users: int) -> tuple[str, list[str]]:
+    """Admin login, collection, read permission for `user`, K registered users."""
+    http = Http(port)
+    status, body = await http.request(
+        "POST", "/auth/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    if status != 200:
+        raise RuntimeError(f"admin login failed: {status} {body}")
+    admin = body["token"]
+    status, body = await http.request("POST", "/schemas", SCHEMA, admin)
+    if status not in (201, 409):
+        raise RuntimeError(f"POST /schemas failed: {status} {body}")
+    permission = {"role": "user", "collection": COLLECTION, "action": "read", "fields": ["*"]}
+    status, body = await http.request("POST", "/permissions", permission, admin)
+    if status not in (201, 409):
+        raise RuntimeError(f"POST /permissions failed: {status} {body}")
+    http.close()
+
+    tokens: list[str] = [""] * users
+    next_user = 0
+
+    async def register_some() -> None:  # 4 in flight: password hashing is the slow part
+        nonlocal next_user
+        client = Http(port)
+        try:
+            while next_user < users:
+                i = next_user
+                next_user += 1
+                creds = {"email": f"user{i + 1}@bench.local", "password": USER_PASSWORD}
+                status, body = await client.request("POST", "/auth/register", creds)
+                if status == 409:
+                    status, body = await client.request("POST", "/auth/login", creds)
+                if status not in (200, 201):
+                    raise RuntimeError(f"register user{i + 1} failed: {status} {body}")
+                tokens[i] = body["token"]
+        finally:
+            client.close()
+
+    await asyncio.gather(*(register_some() for _ in range(min(4, users))))
+    return admin, tokens
+
+
+async def write_phase(
+    port: int, token: str, first_seq: int, count: int, concurrency: int, stats: Stats,
+    target: int, pid: int, drain_timeout: float,
+) -> dict[str, Any]:  # fmt: skip
+    """`count` POSTs with `concurrency` in flight; returns once every frame arrived (or stalled)."""
+    snap: dict[str, Any] = {}
+
+    def take(name: str) -> None:
+        snap[name] = (time.monotonic(), cpu_seconds(pid), time.process_time())
+
+    stats.start_phase(first_seq, target, lambda: take("end"))
+    take("begin")
+    seq = first_seq
+    write_ms: list[float] = []
+    errors: list[str] = []
+    writes_end = time.monotonic()
+
+    async def writer() -> None:
+        nonlocal seq, writes_end
+        http = Http(port)
+        try:
+            while seq < first_seq + count:
+                mine = seq
+                seq += 1
+                t = time.monotonic()
+                body = {"title": f"bench {mine}", "sentAt": time.time() * 1000.0}
+                status, answer = await http.request("POST", f"/items/{COLLECTION}", body, token)
+                write_ms.append((time.monotonic() - t) * 1000.0)
+                if status != 201:
+                    errors.append(f"{status} {str(answer)[:200]}")
+            writes_end = time.monotonic()
+        finally:
+            http.close()
+
+    await asyncio.gather(*(writer() for _ in range(min(concurrency, count))))
+    stats.last_progress = max(stats.last_progress, time.monotonic())
+    while not stats.done.is_set():
+        if time.monotonic() - stats.last_progress > drain_timeout:
+            log(f"gave up: no frame for {drain_timeout:.0f} s ({stats.unique}/{target} arrived)")
+            take("end")
+            snap["end"] = (stats.last_progress, *snap["end"][1:])
+            stats.done.set()
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stats.done.wait(), 0.1)
+    write_ms.sort()
+    return {
+        "snap": snap, "write_ms": write_ms, "errors": errors, "writes_end": writes_end,
+    }  # fmt: skip
+
+
+async def benchmark(args: argparse.Namespace, server: Server) -> dict[str, Any]:
+    n, m, c = args.subscribers, args.writes, args.concurrency
+    warmup = 2 * c if args.warmup is None else args.warmup
+    if m == 0:
+        warmup = 0
+    await server.wait_healthy()
+    pid = server.pid
+    t_prep = time.monotonic()
+    admin, user_tokens = await prepare(server.port, args.users)
+    log(f"server pid {pid} on port {server.port}; prepared {args.users} users "
+        f"in {time.monotonic() - t_prep:.1f} s")  # fmt: skip
+    tokens = user_tokens or [admin]
+
+    # ---- connect
+    stats = Stats(warmup + m)
+    url = f"ws://{HOST}:{server.port}{SOCKET_PATH}/?EIO=4&transport=websocket"
+    subs = [Subscriber(i, tokens[i % len(tokens)], warmup + m) for i in range(n)]
+    rss_before = rss_kib(pid)
+    t0 = time.monotonic()
+    gate = asyncio.Semaphore(args.connect_concurrency)
+
+    async def connect_one(sub: Subscriber) -> None:
+        async with gate:
+            connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            sub.task = asyncio.create_task(sub.run(url, stats, connected))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connected, 60)
+            if not sub.up and sub.error is None:
+                sub.error = "timeout waiting for 40"
+
+    await asyncio.gather(*(connect_one(s) for s in subs))
+    connect_s = time.monotonic() - t0
+    up = [s for s in subs if s.up]
+    errors: dict[str, int] = {}
+    for s in subs:
+        if not s.up:
+            errors[s.error or "?"] = errors.get(s.error or "?", 0) + 1
+    log(f"connected {len(up)}/{n} in {connect_s:.2f} s" + (f" errors: {errors}" if errors else ""))
+    settle_s = await quiesce(pid)
+    rss_after = rss_kib(pid)
+
+    report: dict[str, Any] = {
+        "subscribers": n, "connected": len(up), "connect_errors": errors, "users": args.users,
+        "connect_s": round(connect_s, 3), "settle_s": round(settle_s, 3),
+        "writes": m, "concurrency": c, "warmup_writes": warmup,
+    }  # fmt: skip
+
+    if args.hold > 0:  # idle: what holding the sockets costs (Engine.IO pings)
+        cpu0, pings0, t_hold = cpu_seconds(pid), stats.pings, time.monotonic()
+        await asyncio.sleep(args.hold)
+        held = time.monotonic() - t_hold
+        report.update({
+            "hold_s": round(held, 3), "hold_pings": stats.pings - pings0,
+            "hold_cpu_pct": round(100 * (cpu_seconds(pid) - cpu0) / held, 2),
+        })  # fmt: skip
+
+    # ---- warm-up, then the measured phase
+    if warmup:
+        w = await write_phase(
+            server.port, admin, 0, warmup, c, stats, len(up) * warmup, pid, args.drain_timeout
+        )
+        report["warmup_complete"] = stats.unique == len(up) * warmup and not w["errors"]
+        await quiesce(pid, 0.3)
+    if m:
+        r = await write_phase(
+            server.port, admin, warmup, m, c, stats, len(up) * m, pid, args.drain_timeout
+        )
+        await asyncio.sleep(0.3)  # late duplicates would show up here
+        report.update(phase_figures(r, stats, up, n - len(up), m, warmup))
+    else:
+        report["complete"] = len(up) == n
+    report.update({
+        "rss_kib_before": rss_before, "rss_kib_after": rss_after, "rss_kib_end": rss_kib(pid),
+        "kib_per_conn": _r((rss_after - rss_before) / len(up) if up else None),
+        "pings": stats.pings, "disconnects": stats.disconnects,
+    })  # fmt: skip
+    for s in subs:
+        s.closing = True
+    await asyncio.gather(*(_close(s) for s in subs))
+    return report
+
+
+def phase_figures(
+    r: dict[str, Any], stats: Stats, up: list[Subscriber], missing: int, m: int, warmup: int
+) -> dict[str, Any]:
+    """The figures of the measured phase (``missing``: subscribers that never connected)."""
+    (t_begin, cpu_begin, me_begin), (t_end, cpu_end, me_end) = r["snap"]["begin"], r["snap"]["end"]
+    wall = max(t_end - t_begin, 1e-9)
+    lost = missing * m
+    duplicates = 0
+    for s in up:
+        for count in s.counts[warmup:]:
+            if count == 0:
+                lost += 1
+            elif count > 1:
+                duplicates += count - 1
+    lat = sorted(stats.latencies)
+    cpu = cpu_end - cpu_begin
+    delivered = stats.unique
+    return {
+        "expected": (len(up) + missing) * m, "delivered": delivered, "frames": stats.frames,
+        "lost": lost, "duplicates": duplicates, "bad_frames": stats.bad_frames,
+        "complete": lost == 0 and duplicates == 0 and not r["errors"],
+        "write_errors": len(r["errors"]), "last_write_error": (r["errors"] or [None])[-1],
+        "wall_s": round(wall, 3), "msgs_per_s": round(delivered / wall, 1),
+        "writes_per_s": round(m / max(r["writes_end"] - t_begin, 1e-9), 2),
+        "write_p50_ms": _r(percentile(r["write_ms"], 50)),
+        "write_p99_ms": _r(percentile(r["write_ms"], 99)),
+        "latency_p50_ms": _r(percentile(lat, 50)),
+        "latency_p99_ms": _r(percentile(lat, 99)),
+        "latency_max_ms": _r(lat[-1] if lat else None),
+        "latency_mean_ms": _r(statistics.fmean(lat) if lat else None),
+        "server_cpu_s": round(cpu, 3), "server_cpu_pct": round(100 * cpu / wall, 1),
+        "cpu_us_per_msg": _r(cpu * 1e6 / delivered if delivered else None),
+        "cpu_us_per_write": _r(cpu * 1e6 / m),
+        "client_cpu_s": round(me_end - me_begin, 3),
+        "client_cpu_pct": round(100 * (me_end - me_begin) / wall, 1),
+    }  # fmt: skip
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+async def _close(sub: Subscriber) -> None:
+    if sub.ws is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sub.ws.close(), 2)
+    if sub.task is not None:
+        sub.task.cancel()
+        with contextlib.suppress(BaseException):
+            await sub.task
+
+
+def print_human(r: dict[str, Any]) -> None:
+    lines = [
+        f"livebase fan-out: {r['connected']}/{r['subscribers']} subscribers over "
+        f"{r['users'] or 'the administrator'} user(s), {r['writes']} writes, "
+        f"concurrency {r['concurrency']}",
+        f"  connect           {r['connect_s']:.2f} s (then {r['settle_s']:.1f} s to settle)",
+    ]
+    if r["writes"]:
+        lines += [
+            f"  delivered         {r['delivered']}/{r['expected']} "
+            f"(lost {r['lost']}, duplicates {r['duplicates']}) in {r['wall_s']:.2f} s",
+            f"  messages/s        {r['msgs_per_s']:.0f}",
+            f"  server CPU        {r['server_cpu_s']:.2f} s ({r['server_cpu_pct']:.0f} % of a core)"
+            f" = {r['cpu_us_per_msg']} us per delivered message",
+            f"  latency p50/p99   {r['latency_p50_ms']} / {r['latency_p99_ms']} ms "
+            f"(REST call -> receipt; max {r['latency_max_ms']} ms)",
+            f"  writes            {r['writes_per_s']}/s, p50 {r['write_p50_ms']} ms, "
+            f"p99 {r['write_p99_ms']} ms, errors {r['write_errors']}",
+            f"  this client CPU   {r['client_cpu_pct']:.0f} % of a core",
+        ]
+    if "hold_s" in r:
+        lines.append(
+            f"  idle hold         {r['hold_s']:.0f} s: server CPU {r['hold_cpu_pct']} % of a core, "
+            f"{r['hold_pings']} pings answered"
+        )
+    lines += [
+        f"  server RSS        {r['rss_kib_before']} -> {r['rss_kib_after']} KiB = "
+        f"{r['kib_per_conn']} KiB per socket",
+        f"  complete          {r['complete']}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def default_executable() -> str:
+    beside_python = Path(sys.executable).with_name("livebase")
+    in_checkout = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "livebase"
+    for candidate in (beside_python, in_checkout):
+        if os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which("livebase") or str(in_checkout)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("-n", "--subscribers", type=int, default=1000, help="sockets (default 1000)")
+    ap.add_argument("-m", "--writes", type=int, default=200, help="item creations (default 200)")
+    ap.add_argument("-c", "--concurrency", type=int, default=4, help="writes in flight (4)")
+    ap.add_argument(
+        "-u", "--users", type=int, default=100,
+        help="spread subscribers over K users of role `user` (default 100; 0 = all subscribers "
+        "use the administrator's token)",
+    )  # fmt: skip
+    ap.add_argument("--warmup", type=int, help="writes before the measured phase (2 x C)")
+    ap.add_argument("--connect-concurrency", type=int, default=100, help="handshakes in flight")
+    ap.add_argument("--drain-timeout", type=float, default=30, help="give up after this many s")
+    ap.add_argument("--livebase", default=default_executable(), help="the livebase executable")
+    ap.add_argument(
+        "--hold", type=float, default=0,
+        help="after connecting, hold the idle sockets this many s and report the server's CPU",
+    )  # fmt: skip
+    ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (server log, database)")
+    args = ap.parse_args()
+    if min(args.subscribers, args.concurrency) < 1 or min(args.writes, args.users) < 0:
+        ap.error("need --subscribers >= 1, --concurrency >= 1, --writes >= 0, --users >= 0")
+    if not os.access(args.livebase, os.X_OK):
+        ap.error(f"no livebase executable at {args.livebase} (run `make run` once, or --livebase)")
+    fd_limit = raise_fd_limit()
+    if fd_limit < args.subscribers + 200:
+        log(f"warning: open-file limit {fd_limit} is low for {args.subscribers} sockets")
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)
+    server = Server(args.livebase, args.keep)
+    report: dict[str, Any] | None = None
+    try:
+        server.start()
+        report = asyncio.run(benchmark(args, server))
+    except KeyboardInterrupt:
+        log("interrupted")
+    except Exception as exc:
+        log(f"failed: {exc}")
+        tail = server.tail()
+        if tail and tail not in str(exc):
+            log(f"--- end of the server log:\n{tail}")
+    finally:
+        server.stop()
+    if report is None:
+        return 2
+    report["server_version"] = _version(args.livebase)
+    if args.json:
+        print(json.dumps(report), flush=True)
+    else:
+        print_human(report)
+    return 0 if report.get("complete") else 1
+
+
+def _version(exe: str) -> str | None:
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
