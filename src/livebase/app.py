@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from livebase import __version__
-from livebase.api import admin, auth, files, health, items, notifications, stats
+from livebase.api import admin, auth, demo, files, health, items, notifications, stats
 from livebase.api.errors import install_error_handlers
 from livebase.api.limits import BodySizeLimit
 from livebase.api.responses import ORJSONResponse
@@ -85,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         stats.router,
     ):
         app.include_router(router)
+    if settings.DEMO_ENABLED:
+        app.include_router(demo.router)
     mount_routers(app, extensions)
     app.add_middleware(
         BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt={("POST", "/files")}

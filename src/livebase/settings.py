@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     EXTENSIONS_PATH: Path = Path("./extensions")
     RATE_LIMIT_AUTH: int = Field(20, ge=0)
     LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # Serve the live demo page (examples/live-feed) at /examples/live-feed/.
+    DEMO_ENABLED: bool = True
 
     _split = field_validator(
         "SOCKET_CORS_ENABLED_ORIGINS", "SOCKET_EXCLUDE_COLLECTIONS", mode="before"
