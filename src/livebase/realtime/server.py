@@ -231,12 +231,24 @@ class Realtime:
         connection = self.connections.remove(sid)
         if connection is None:
             return
+        self._end_long_poll(connection.eio_sid)
         for collection in connection.collections:
             self.audience.remove(sid, collection)
         if connection.user_id is not None:
             self.presence.left(
                 connection.user_id, sid, self.connections.user_count(connection.user_id)
             )
+
+    def _end_long_poll(self, eio_sid: str) -> None:
+        """Answer a pending long-poll now instead of at the next heartbeat.
+
+        python-engineio keeps a polling client's GET open until a packet or
+        the ping timeout (45 s by default) comes, even after the session
+        ended; an empty answer lets the client see the end at once.
+        """
+        socket = self.sio.eio.sockets.get(eio_sid)
+        if socket is not None and not socket.upgraded:
+            socket.queue.put_nowait(None)
 
     def drop(self, sid: str, reason: str) -> None:
         """Disconnect one socket, once, saying why in the log."""
