@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import socketio
+from engineio.payload import Payload
 
 from livebase.realtime.audience import Audience
 from livebase.realtime.codec import OrjsonCodec
@@ -49,6 +50,10 @@ from livebase.services.events import (
 from livebase.settings import Settings
 
 _log = logging.getLogger("livebase.realtime")
+# python-engineio drops a whole long-polling POST carrying more than 16 packets
+# (and answers 200); clients batch everything queued, so a burst of joins would
+# vanish. The request size stays capped by SOCKET_MAX_MESSAGE_SIZE.
+Payload.max_decode_packets = max(Payload.max_decode_packets, 1024)
 NAMESPACE = "/"
 NOTIFICATION_FIELDS = ("id", "type", "title", "message", "data", "seen", "userId", "createdAt")
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "join", "leave", "message", "*"})
@@ -78,6 +83,18 @@ class _Manager(socketio.AsyncManager):  # type: ignore[misc]
         return result
 
 
+class _Server(socketio.AsyncServer):  # type: ignore[misc]
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # A malformed packet (e.g. binary attachments that do not match their
+        # placeholders) would leave a half-built packet that swallows every
+        # later message; forget it and carry on.
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except Exception as exc:
+            self._binary_packet.pop(eio_sid, None)
+            _log.info("ignored a malformed packet from %s: %s", eio_sid, exc)
+
+
 class Realtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -85,7 +102,7 @@ class Realtime:
         self._manager = _Manager()
         self._manager.realtime = self
         origins = settings.SOCKET_CORS_ENABLED_ORIGINS or "*"
-        self.sio = socketio.AsyncServer(
+        self.sio = _Server(
             async_mode="asgi",
             client_manager=self._manager,
             cors_allowed_origins=origins,
@@ -120,7 +137,9 @@ class Realtime:
         rooms = self._manager.rooms.setdefault(NAMESPACE, {})
         excluded = set(self.settings.SOCKET_EXCLUDE_COLLECTIONS)
         self.router = Router(rooms, self.connections, self.audience, services.registry, excluded)
-        self.delivery = Delivery(self.sio.eio.sockets, self._eio_sid_of, self._max_queue, self.drop)
+        self.delivery = Delivery(
+            self.sio.eio.sockets, self._eio_sid_of, self._max_queue, self._drop_slow_consumer
+        )
         self.presence = Presence(self.settings.SOCKET_PRESENCE_GRACE, self.publish_to_room)
         self._unsubscribe = services.events.subscribe(self._on_event)
 
@@ -193,7 +212,18 @@ class Realtime:
         self.sio.on("leave", self._on_leave)
         self.sio.on("*", self._on_unknown_event)
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+    def _client_sent(self, sid: str) -> bool:
+        """Whether a "connect"/"disconnect" call is really an event a client emitted.
+
+        python-socketio dispatches client events by name, so ``42["disconnect"]``
+        reaches the disconnect handler; during a real handshake or disconnect
+        the socket is pending, during a client's event it is connected.
+        """
+        return bool(self._manager.is_connected(sid, NAMESPACE))
+
+    async def _on_connect(self, sid: str, environ: Any = None, auth: Any = None) -> Any:
+        if self._client_sent(sid):
+            return await self._on_unknown_event("connect", sid)
         if self._services is None:
             raise socketio.exceptions.ConnectionRefusedError("server is starting")
         token = presented_token(environ, auth)
@@ -226,7 +256,9 @@ class Realtime:
             sid, "connected", {"userId": connection.user_id, "role": connection.role}
         )
 
-    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> Any:
+        if self._client_sent(sid):
+            return await self._on_unknown_event("disconnect", sid)
         self._pending.pop(sid, None)
         connection = self.connections.remove(sid)
         if connection is None:
@@ -250,14 +282,32 @@ class Realtime:
         if socket is not None and not socket.upgraded:
             socket.queue.put_nowait(None)
 
-    def drop(self, sid: str, reason: str) -> None:
+    def drop(self, sid: str, reason: str, *, abort: bool = False) -> None:
         """Disconnect one socket, once, saying why in the log."""
         connection = self.connections.get(sid)
         if connection is None or connection.dropped:
             return
         connection.dropped = True
         _log.warning("disconnecting socket %s (user %s): %s", sid, connection.user_id, reason)
-        self._spawn(self.sio.disconnect(sid))
+        self._spawn(self._disconnect(sid, connection.eio_sid, abort))
+
+    def _drop_slow_consumer(self, sid: str, reason: str) -> None:
+        self.drop(sid, reason, abort=True)
+
+    async def _disconnect(self, sid: str, eio_sid: str, abort: bool) -> None:
+        await self.sio.disconnect(sid)
+        if not abort:
+            return
+        # A slow consumer will never read its backlog (nor the goodbye behind
+        # it): end the Engine.IO session now instead of at the heartbeat.
+        session = self.sio.eio.sockets.pop(eio_sid, None)
+        if session is None or session.closed:
+            return
+        while not session.queue.empty():
+            session.queue.get_nowait()
+            session.queue.task_done()
+        await session.close(wait=False, abort=True)
+        session.queue.put_nowait(None)  # its writer stops after the write it is stuck in
 
     def _schedule_expiry(self, connection: Connection) -> None:
         if connection.expires_at is None:

@@ -1,0 +1,195 @@
+"""SPEC §6.4 (issue 3, item 9): a slow client must not hold up delivery to the others.
+
+One raw websocket client does the Engine.IO / Socket.IO handshake by hand,
+then stops reading. Its server-side queue grows past ``SOCKET_MAX_QUEUE``;
+it must be disconnected with a logged reason while 100 ordinary clients
+receive every broadcast. Websocket only: a long-polling client that stops
+polling is a different case (its session times out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import time
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.realtime.conftest import TIMEOUT, Client, Live
+
+MAX_QUEUE = 20
+BLOB = "x" * 100_000
+MAX_BROADCASTS = 400  # measured: about 50 fill the stuck socket's buffers and queue
+WINDOW = 5  # how far the broadcaster may run ahead of the healthy clients (< MAX_QUEUE)
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.parametrize("transport", ["websocket"]),
+    pytest.mark.parametrize(
+        "settings_overrides",
+        # A long heartbeat, so that only the queue bound can be why the stuck socket goes.
+        [{"SOCKET_MAX_QUEUE": MAX_QUEUE, "SOCKET_PING_INTERVAL": 60, "SOCKET_PING_TIMEOUT": 60}],
+    ),
+]
+
+
+class Stuck:
+    """A websocket client, connected to ``/`` by hand, that never reads after connecting."""
+
+    def __init__(self, ws: ClientConnection, eio_sid: str, sid: str) -> None:
+        self.ws = ws
+        self.eio_sid = eio_sid  # the Engine.IO session (from the OPEN packet)
+        self.sid = sid  # the Socket.IO id (from the CONNECT packet)
+
+    @classmethod
+    async def connect(cls, live: Live, token: str) -> Stuck:
+        # A small kernel receive buffer (set before connecting, so that TCP
+        # honours it) and a one-frame read-ahead in websockets: the backlog
+        # builds up on the server, where the bound applies. No compression:
+        # the blob would shrink to nothing on the wire.
+        port = int(live.base_url.rsplit(":", 1)[1])
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", port))
+        ws = await connect(
+            f"ws://127.0.0.1:{port}/realtime/?EIO=4&transport=websocket",
+            sock=raw,
+            compression=None,
+            max_queue=1,
+            max_size=None,
+            ping_interval=None,
+        )
+        opened = await asyncio.wait_for(ws.recv(), TIMEOUT)
+        assert isinstance(opened, str) and opened.startswith("0{"), opened
+        await ws.send("40" + json.dumps({"token": token}))
+        while True:
+            message = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            assert isinstance(message, str)
+            if message.startswith("40{"):
+                return cls(ws, json.loads(opened[1:])["sid"], json.loads(message[2:])["sid"])
+            assert message.startswith("42"), message  # nothing else comes before CONNECT
+
+    async def close(self) -> None:
+        """Read again: the backlog, then the server's DISCONNECT (or the close); then close."""
+        with contextlib.suppress(ConnectionClosed):
+            async with asyncio.timeout(TIMEOUT):
+                while await self.ws.recv() != "41":
+                    pass
+        await self.ws.close()
+
+
+async def healthy_clients(live: Live, count: int) -> tuple[list[Client], dict[str, list[int]]]:
+    """``count`` ordinary clients, each recording only the ``n`` of every ``load`` it gets."""
+    clients: list[Client] = []
+    received: dict[str, list[int]] = {}
+
+    async def one(i: int) -> None:
+        client = await live.connect(None, f"healthy-{i}")
+        got = received[client.name] = []
+
+        async def on_load(payload: Any) -> None:
+            assert payload["blob"] == BLOB
+            got.append(payload["n"])
+
+        # Takes precedence over the recording catch-all: 100 kB payloads are not kept.
+        client.sio.on("load", on_load)
+        clients.append(client)
+
+    for start in range(0, count, 20):  # a few at a time: 2 cores
+        await asyncio.gather(*(one(i) for i in range(start, min(count, start + 20))))
+    return clients, received
+
+
+async def broadcast_until_dropped(live: Live, stuck: Stuck, received: dict[str, list[int]]) -> int:
+    """Broadcast 100 kB payloads, keeping pace with the healthy clients, until ``stuck`` is gone.
+
+    Returns how many were sent; by then every healthy client has all of them.
+    """
+    sent = 0
+    while stuck.sid in live.realtime.connections.by_sid:
+        assert sent < MAX_BROADCASTS, f"still connected after {sent} broadcasts of 100 kB"
+        await live.realtime.socket.broadcast("load", {"blob": BLOB, "n": sent})
+        sent += 1
+        await _all_received(received, sent - WINDOW)
+    await _all_received(received, sent)
+    return sent
+
+
+async def _all_received(received: dict[str, list[int]], count: int) -> None:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while any(len(got) < count for got in received.values()):
+        late = {name: len(got) for name, got in received.items() if len(got) < count}
+        assert asyncio.get_running_loop().time() < deadline, f"fell behind (of {count}): {late}"
+        await asyncio.sleep(0.005)
+
+
+def _log_lines_about(caplog: pytest.LogCaptureFixture, sid: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "livebase.realtime" and sid in r.getMessage()
+    ]
+
+
+async def test_stuck_socket_is_dropped_and_100_others_get_every_broadcast(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="livebase.realtime")
+    started = time.monotonic()
+    token, user = await live.api.user("slow@example.com")
+    healthy, received = await healthy_clients(live, 100)
+    connected = time.monotonic()
+    stuck = await Stuck.connect(live, token)
+    try:
+        assert live.realtime.connections.by_sid[stuck.sid].user_id == user["id"]
+
+        sent = await broadcast_until_dropped(live, stuck, received)
+        dropped = time.monotonic()
+
+        assert all(got == list(range(sent)) for got in received.values())
+        assert not any(client.disconnected.is_set() for client in healthy)
+        reasons = _log_lines_about(caplog, stuck.sid)
+        assert len(reasons) == 1, reasons
+        assert "slow consumer" in reasons[0] and f"bound {MAX_QUEUE}" in reasons[0], reasons
+        assert user["id"] in reasons[0]
+        # Delivery to the others goes on after the drop; the stuck socket is no longer counted.
+        await live.realtime.socket.broadcast("load", {"blob": BLOB, "n": sent})
+        await _all_received(received, sent + 1)
+        stats = live.realtime.stats()
+        assert stats["connections"] == 100 and stats["users"] == 0
+        took = time.monotonic() - started
+        print(f"\n100 clients connected in {connected - started:.1f}s, stuck socket dropped after")
+        print(f"{sent} broadcasts in {dropped - connected:.1f}s, {took:.1f}s in all")
+        assert took < 30
+    finally:
+        await stuck.close()
+
+
+async def test_dropped_slow_consumer_loses_its_engineio_session(live: Live) -> None:
+    """Disconnected means the transport too: its backlog is not kept for a client that
+    will not read it, and the DISCONNECT packet, queued behind that backlog, cannot reach it.
+    """
+    token, _ = await live.api.user("slow@example.com")
+    _, received = await healthy_clients(live, 1)
+    stuck = await Stuck.connect(live, token)
+    try:
+        assert stuck.eio_sid in live.realtime.sio.eio.sockets
+        await broadcast_until_dropped(live, stuck, received)
+        deadline = asyncio.get_running_loop().time() + 5
+        while stuck.eio_sid in live.realtime.sio.eio.sockets:
+            session = live.realtime.sio.eio.sockets[stuck.eio_sid]
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(
+                    f"5 s after the drop its Engine.IO session is still open "
+                    f"(closed={session.closed}), holding {session.queue.qsize()} queued packets"
+                )
+            await asyncio.sleep(0.05)
+    finally:
+        await stuck.close()
