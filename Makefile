@@ -4,7 +4,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest clean
+.PHONY: run test lint typecheck pytest test-js demo-assets clean
+
+# JavaScript: the official-client conformance suite and the live demo's
+# vendored Socket.IO client, each pinned by its own package-lock.json.
+JS_TESTS := tests/js
+DEMO := examples/live-feed
+NPM_CI := npm ci --no-audit --no-fund --loglevel=error
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +25,8 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
+	@command -v npm >/dev/null && $(MAKE) -s --no-print-directory demo-assets || \
+		echo "note: no Socket.IO client vendored for /examples/live-feed/ (needs npm: make demo-assets)"
 	$(BIN)/livebase serve
 
 lint: $(VENV)/.installed-dev
@@ -31,7 +39,27 @@ typecheck: $(VENV)/.installed-dev
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+# npm ci runs again only when node_modules is missing or the lockfile changed.
+$(JS_TESTS)/node_modules/.package-lock.json: $(JS_TESTS)/package-lock.json $(JS_TESTS)/package.json
+	cd $(JS_TESTS) && $(NPM_CI)
+	touch $@
+
+$(DEMO)/node_modules/.package-lock.json: $(DEMO)/package-lock.json $(DEMO)/package.json
+	cd $(DEMO) && $(NPM_CI)
+	touch $@
+
+# The demo page's socket.io.min.js, copied from the pinned npm package (never a CDN).
+$(DEMO)/vendor/socket.io.min.js: $(DEMO)/node_modules/.package-lock.json
+	mkdir -p $(@D)
+	cp $(DEMO)/node_modules/socket.io-client/dist/socket.io.min.js $@
+
+demo-assets: $(DEMO)/vendor/socket.io.min.js
+
+test-js: $(VENV)/.installed $(JS_TESTS)/node_modules/.package-lock.json demo-assets
+	node --test $(JS_TESTS)/
+
+test: lint typecheck pytest test-js
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(JS_TESTS)/node_modules $(DEMO)/node_modules $(DEMO)/vendor

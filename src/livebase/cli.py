@@ -43,6 +43,8 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port if args.port is not None else settings.PORT,
         log_level=settings.LOG_LEVEL,
         access_log=settings.LOG_LEVEL == "debug",
+        # Long-polling GETs stay open until the next heartbeat; do not wait that long to stop.
+        timeout_graceful_shutdown=5,
         **SERVER_OPTIONS,
     )
     return 0

@@ -45,7 +45,9 @@ async def running_api(settings: Settings) -> AsyncIterator[Api]:
 
         services_of(app).events.subscribe(record)
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://livebase.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://livebase.test"
+        ) as client:
             login = await client.post(
                 "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
             )

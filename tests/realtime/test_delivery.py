@@ -199,3 +199,20 @@ async def test_item_room_members_get_that_item_only_cut_to_their_fields(live: Li
     assert payload["item"] == {"id": watched["id"], "title": "watched"}
     await live.sentinel(client)
     assert len(client.received("item.updated")) == 1
+
+
+async def test_user_room_delivery_after_the_last_socket_left(live: Live) -> None:
+    # python-socketio drops its room table when the last room empties and
+    # makes a new one later; the router must not keep reading the old one.
+    token, user = await live.api.user("ann@example.com")
+    first = await live.connect(token, "first")
+    await first.sio.disconnect()
+    for _ in range(500):  # until the server has seen the disconnect too
+        if not live.realtime.connections:
+            break
+        await asyncio.sleep(0.01)
+    assert len(live.realtime.connections) == 0
+    second = await live.connect(token, "second")
+    body = {"type": "info", "title": "t", "message": "m", "userIds": [user["id"]]}
+    await live.api.ok("POST", "/notifications/send", 201, headers=live.api.admin, json=body)
+    assert (await second.wait_for("notification.new", within=3))["notification"]["title"] == "t"

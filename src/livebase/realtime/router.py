@@ -9,6 +9,7 @@ one payload per scope with the sockets that share it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Collection as Sized
 from dataclasses import dataclass
 from typing import Any
@@ -35,20 +36,22 @@ class Envelope:
 class Router:
     def __init__(
         self,
-        rooms: dict[str | None, Any],
+        rooms: Callable[[], dict[str | None, Any]],
         connections: Connections,
         audience: Audience,
         registry: CollectionRegistry,
         excluded: set[str],
     ) -> None:
-        self._rooms = rooms  # python-socketio's room table for namespace "/"
+        # python-socketio's room table for namespace "/", looked up on each use:
+        # python-socketio deletes it when its last room empties and makes a new one later.
+        self._rooms = rooms
         self._connections = connections
         self._audience = audience
         self._registry = registry
         self._excluded = excluded
 
     def members(self, room: str) -> Sized[str]:
-        return self._rooms.get(room) or ()
+        return self._rooms().get(room) or ()
 
     def change(self, event: ChangeEvent) -> list[Envelope]:
         collection = self._registry.peek(event.collection)

@@ -134,9 +134,10 @@ class Realtime:
         self._services = services
         self.audience = Audience(services.permissions, services.registry)
         self.rules = RoomRules(self.audience, services.items)
-        rooms = self._manager.rooms.setdefault(NAMESPACE, {})
         excluded = set(self.settings.SOCKET_EXCLUDE_COLLECTIONS)
-        self.router = Router(rooms, self.connections, self.audience, services.registry, excluded)
+        self.router = Router(
+            self._namespace_rooms, self.connections, self.audience, services.registry, excluded
+        )
         self.delivery = Delivery(
             self.sio.eio.sockets, self._eio_sid_of, self._max_queue, self._drop_slow_consumer
         )
@@ -151,6 +152,10 @@ class Realtime:
             await self.sio.disconnect(sid)
         for task in list(self._tasks):
             task.cancel()
+
+    def _namespace_rooms(self) -> dict[str | None, Any]:
+        rooms: dict[str | None, Any] = self._manager.rooms.get(NAMESPACE, {})
+        return rooms
 
     def _eio_sid_of(self, sid: str) -> str | None:
         connection = self.connections.by_sid.get(sid)

@@ -1,0 +1,154 @@
+// The live demo page at /examples/live-feed/: served by livebase when DEMO_ENABLED,
+// with the Socket.IO client vendored from the pinned npm package (no CDN), and the
+// REST calls the page makes. (The page in a real browser is tested elsewhere.)
+
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { connectAsInTheGuide } from './support/guide.mjs';
+import { ADMIN_EMAIL, ADMIN_PASSWORD, Api, Livebase, REPO, eventually } from './support/livebase.mjs';
+
+const PAGE = '/examples/live-feed/';
+const pinned = (dir) =>
+  JSON.parse(readFileSync(join(REPO, dir, 'package-lock.json'), 'utf8')).packages['node_modules/socket.io-client']
+    .version;
+
+let server;
+let disabled;
+
+before(async () => {
+  [server, disabled] = await Promise.all([Livebase.start(), Livebase.start({ DEMO_ENABLED: 'false' })]);
+});
+
+after(async () => {
+  await Promise.all([server?.close(), disabled?.close()]);
+});
+
+async function get(base, path) {
+  const response = await fetch(`${base.url}${path}`);
+  return { response, text: await response.text(), type: response.headers.get('content-type') };
+}
+
+describe('the demo page (DEMO_ENABLED, the default)', () => {
+  test('index.html loads its scripts and styles from livebase itself, never from a CDN', async () => {
+    const { response, text, type } = await get(server, PAGE);
+    assert.equal(response.status, 200);
+    assert.equal(type, 'text/html; charset=utf-8');
+    const references = [...text.matchAll(/(?:src|href)="([^"]+)"/g)]
+      .map((match) => match[1])
+      .filter((reference) => !reference.startsWith('data:'));
+    assert.deepEqual(references.sort(), ['app.js', 'config.js', 'style.css', 'vendor/socket.io.min.js']);
+    assert.doesNotMatch(text, /https?:\/\//);
+  });
+
+  test('/examples/live-feed redirects to the page', async () => {
+    const { response } = await get(server, '/examples/live-feed');
+    assert.equal(response.status, 200);
+    assert.equal(new URL(response.url).pathname, PAGE);
+  });
+
+  test('every file it references is served with its type', async () => {
+    const expected = {
+      'app.js': 'text/javascript; charset=utf-8',
+      'style.css': 'text/css; charset=utf-8',
+      'config.js': 'text/javascript; charset=utf-8',
+      'vendor/socket.io.min.js': 'text/javascript; charset=utf-8',
+    };
+    for (const [name, type] of Object.entries(expected)) {
+      const file = await get(server, `${PAGE}${name}`);
+      assert.equal(file.response.status, 200, name);
+      assert.equal(file.type, type, name);
+    }
+  });
+
+  test('the vendored client is the pinned socket.io-client, the version this suite tests', async () => {
+    const version = pinned('examples/live-feed');
+    assert.equal(version, pinned('tests/js'));
+    assert.match(version, /^4\.8\./);
+    const { text } = await get(server, `${PAGE}vendor/socket.io.min.js`);
+    assert.ok(text.startsWith(`/*!\n * Socket.IO v${version}\n`), text.slice(0, 60));
+    const shipped = readFileSync(join(REPO, 'tests/js/node_modules/socket.io-client/dist/socket.io.min.js'), 'utf8');
+    assert.equal(text, shipped);
+  });
+
+  test('config.js tells the page where Socket.IO is', async () => {
+    const { text } = await get(server, `${PAGE}config.js`);
+    assert.equal(text, 'window.livebaseConfig = {"socketEnabled":true,"socketPath":"/realtime"};\n');
+  });
+
+  test('nothing else is served: other files and paths out of the folder are 404', async () => {
+    for (const path of ['package.json', 'package-lock.json', 'vendor/', '..%2F..%2Fpyproject.toml', 'x/../../README.md']) {
+      const { response, text } = await get(server, `${PAGE}${path}`);
+      assert.equal(response.status, 404, path);
+      assert.equal(JSON.parse(text).error.code, 'NOT_FOUND', path);
+    }
+  });
+
+  test("the page's calls: login, no messages collection yet, the admin's setup, then a live feed", async () => {
+    const api = new Api(server.url);
+    const admin = await api.login(ADMIN_EMAIL, ADMIN_PASSWORD);
+    const ann = await api.register('ann@example.com');
+    const list = `/items/messages?sort=${encodeURIComponent('["-createdAt"]')}&limit=50`;
+
+    const missing = await api.request('GET', list, { token: ann.token, expect: 404 });
+    assert.equal(missing.error.code, 'COLLECTION_NOT_FOUND');
+
+    // The three requests the page sends for an administrator (and prints for others).
+    await api.request('POST', '/schemas', {
+      token: admin.token,
+      expect: 201,
+      json: {
+        collectionName: 'messages',
+        schema: {
+          name: 'Message',
+          timestamps: true,
+          fields: { text: { type: 'String', allowNull: false }, author: { type: 'UUID' } },
+        },
+      },
+    });
+    await api.allow(admin.token, 'user', 'messages', 'read');
+    await api.allow(admin.token, 'user', 'messages', 'create', {
+      fields: ['text', 'author'],
+      conditions: { author: { eq: '$CURRENT_USER' } },
+    });
+
+    const { socket } = connectAsInTheGuide(server.url, ann.token);
+    try {
+      await eventually(() => socket.connected, { what: 'connect' });
+      const feed = [];
+      socket.on('item.created', (data) => {
+        if (data.collection === 'messages') feed.push(data.item);
+      });
+      const sent = await api.request('POST', '/items/messages', {
+        token: ann.token,
+        json: { text: 'hello', author: ann.user.id },
+        expect: 201,
+      });
+      await api.request('POST', '/items/messages', {
+        token: ann.token,
+        json: { text: 'as someone else', author: admin.user.id },
+        expect: 403,
+      });
+      await eventually(() => feed.length === 1, { what: 'the message in the feed' });
+      assert.deepEqual(feed[0], sent.data);
+      const history = await api.request('GET', list, { token: ann.token });
+      assert.deepEqual(
+        history.data.map((item) => item.text),
+        ['hello'],
+      );
+    } finally {
+      socket.disconnect();
+    }
+  });
+});
+
+describe('DEMO_ENABLED=false', () => {
+  test('no demo page', async () => {
+    for (const path of [PAGE, `${PAGE}app.js`, `${PAGE}config.js`]) {
+      const { response } = await get(disabled, path);
+      assert.equal(response.status, 404, path);
+    }
+  });
+});
