@@ -154,27 +154,31 @@ class FileService:
             raise NotFound(f"file {file_id!r} not found")
         return dict(row)
 
-    async def _visible(
-        self, who: Accountability, file_id: str, action: PermissionAction
-    ) -> tuple[FileRow, Scope]:
-        """The row if ``who`` may ``action`` it; not readable at all looks like missing."""
-        row = await self._row(file_id)
+    def _check_readable(self, who: Accountability, row: FileRow) -> Scope:
+        """The read scope; a file ``who`` may not read looks missing (ids do not leak)."""
         read = self._permissions.scope(who, _collection, "read")
         if read is None or not filters.to_predicate(read.condition)(row):
-            raise NotFound(f"file {file_id!r} not found")
+            raise NotFound(f"file {row['id']!r} not found")
+        return read
+
+    async def _visible(
+        self, who: Accountability, file_id: str, action: PermissionAction
+    ) -> tuple[FileRow, Scope, Scope]:
+        """The row, its read scope and the ``action`` scope, if ``who`` may ``action`` it."""
+        row = await self._row(file_id)
+        read = self._check_readable(who, row)
         scope = self._scope(who, action)
         if not filters.to_predicate(scope.condition)(row):
             raise Forbidden(f"you may not {action} this file")
-        return row, read
+        return row, read, scope
 
     async def get(self, who: Accountability, file_id: str) -> FileRow:
-        row, read = await self._visible(who, file_id, "read")
+        row, read, _ = await self._visible(who, file_id, "read")
         return self._shown(read, row)
 
     async def update(self, who: Accountability, file_id: str, body: object) -> FileRow:
         changes = object_with(body, {"title", "isPublic", "filename"}, "file")
-        row, read = await self._visible(who, file_id, "update")
-        scope = self._scope(who, "update")
+        row, read, scope = await self._visible(who, file_id, "update")
         values: dict[str, Any] = {}
         if "title" in changes:
             values["title"] = _title(changes["title"])
@@ -195,7 +199,7 @@ class FileService:
         return self._shown(read, {**row, **values})
 
     async def delete(self, who: Accountability, file_id: str) -> str:
-        row, _ = await self._visible(who, file_id, "delete")
+        row, _, _ = await self._visible(who, file_id, "delete")
         async with self._db.transaction() as conn:
             await conn.execute(delete(_table).where(_table.c.id == row["id"]))
         await self._storage.delete(row["storageKey"])
@@ -206,9 +210,7 @@ class FileService:
         """The row behind ``GET /assets/{id}``: public files need no token."""
         row = await self._row(file_id)
         if not row["isPublic"]:
-            read = self._permissions.scope(who, _collection, "read")
-            if read is None or not filters.to_predicate(read.condition)(row):
-                raise NotFound(f"file {file_id!r} not found")
+            self._check_readable(who, row)
         return row
 
     def read_bytes(self, row: FileRow, start: int = 0, end: int | None = None) -> Any:
