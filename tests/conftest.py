@@ -20,6 +20,8 @@ import asyncpg
 import pytest
 
 PG_ADMIN_DSN = os.environ.get("LIVEBASE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# Pub/sub channels are not per database number: each test has its own key prefix.
+REDIS_TEST_URL = os.environ.get("LIVEBASE_TEST_REDIS", "redis://127.0.0.1:6379/3")
 
 
 async def _pg_execute(dsn: str, sql: str) -> None:
@@ -69,3 +71,24 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 def settings_overrides() -> dict[str, Any]:
     """Settings for the app under test; parametrize it to change them."""
     return {}
+
+
+@pytest.fixture
+def redis_key() -> Iterator[str]:
+    """A Redis key and channel prefix of this test's own on the test Redis (required)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (OSError, redis.RedisError) as exc:
+        client.close()
+        pytest.fail(f"Redis is required for the test suite ({REDIS_TEST_URL}): {exc}")
+    key = f"lbtest-{uuid.uuid4().hex[:10]}"
+    try:
+        yield key
+    finally:
+        stale = list(client.scan_iter(match=f"{key}:*", count=1000))
+        if stale:
+            client.delete(*stale)
+        client.close()

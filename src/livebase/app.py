@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
             _announce(settings, admin)
             app.state.services = services
             if realtime is not None:
-                realtime.attach(services)
+                await realtime.attach(services)
             await start_extensions(extensions, services, realtime.socket if realtime else None)
             yield
         finally:

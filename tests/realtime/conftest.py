@@ -23,6 +23,7 @@ from livebase.cli import SERVER_OPTIONS
 from livebase.realtime.server import Realtime
 from livebase.services.container import Services
 from tests.api.conftest import make_settings
+from tests.conftest import REDIS_TEST_URL
 from tests.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, Api
 from tests.servers import free_port
 
@@ -73,11 +74,20 @@ class Client:
 
 @dataclass
 class Live:
+    """A running livebase, as tests see it.
+
+    In the "cluster" topology two nodes share PostgreSQL and Redis: clients
+    connect to node B (``realtime``, ``base_url``), while REST calls and
+    ``services`` go to node A (``writer``), so every change, notification
+    and sentinel crosses Redis. Alone, both are the same node.
+    """
+
     base_url: str
     api: Api
     services: Services
     realtime: Realtime
     transport: str
+    writer: Realtime
     clients: list[Client] = field(default_factory=list)
     _sentinels: int = 0
 
@@ -108,12 +118,13 @@ class Live:
         """
         self._sentinels += 1
         mark = self._sentinels
-        await self.realtime.socket.broadcast("sentinel", {"n": mark})
+        await self.writer.socket.broadcast("sentinel", {"n": mark})
         for client in clients:
             await client.wait_for("sentinel", lambda p: p["n"] == mark)
 
 
 TRANSPORTS = ["websocket", "polling"]
+TOPOLOGIES = ["alone", "cluster"]
 
 
 @pytest.fixture(params=TRANSPORTS)
@@ -121,14 +132,35 @@ def transport(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-async def live(
-    database_url: str, tmp_path: Path, transport: str, settings_overrides: dict[str, Any]
-) -> AsyncIterator[Live]:
-    # A short heartbeat: python-engineio's polling client only notices a
-    # refused or closed session when its pending long-poll returns.
-    quick = {"SOCKET_PING_INTERVAL": 1, "SOCKET_PING_TIMEOUT": 2, **settings_overrides}
-    app = create_app(make_settings(database_url, tmp_path, **quick))
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster topology runs every realtime test once: PostgreSQL, websocket.
+
+    (The transports and SQLite are covered alone; a cluster needs PostgreSQL.)
+    """
+    for item in list(items):
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("topology") == "cluster" and (
+            params.get("database_url") != "postgresql" or params.get("transport") == "polling"
+        ):
+            items.remove(item)
+
+
+@dataclass
+class Node:
+    app: Any
+    realtime: Realtime
+    base_url: str
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Any) -> AsyncIterator[Node]:
+    """One livebase node on a free port, in the test's event loop."""
+    app = create_app(settings)
     realtime: Realtime | None = app.state.realtime
     port = free_port()
     config = uvicorn.Config(
@@ -140,23 +172,60 @@ async def live(
         **{**SERVER_OPTIONS, "loop": "none"},  # the test's own event loop
     )
     server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve())
     while not server.started:
-        if serving.done():
-            serving.result()
+        if task.done():
+            task.result()
         await asyncio.sleep(0.01)
-    base_url = f"http://127.0.0.1:{port}"
-    live = None
     try:
-        async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT) as http:
-            login = await http.post(
-                "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-            )
-            api = Api(client=http, admin_token=login.json()["token"])
-            live = Live(base_url, api, services_of(app), realtime, transport)
-            yield live
+        yield Node(app, realtime, f"http://127.0.0.1:{port}")  # type: ignore[arg-type]
     finally:
-        clients = live.clients if live else []
-        await asyncio.gather(*(c.sio.disconnect() for c in clients if c.sio.connected))
         server.should_exit = True
-        await serving
+        await task
+
+
+@pytest.fixture
+async def live(
+    database_url: str,
+    tmp_path: Path,
+    transport: str,
+    topology: str,
+    settings_overrides: dict[str, Any],
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[Live]:
+    # A short heartbeat: python-engineio's polling client only notices a
+    # refused or closed session when its pending long-poll returns.
+    quick = {"SOCKET_PING_INTERVAL": 1, "SOCKET_PING_TIMEOUT": 2, **settings_overrides}
+    if topology == "cluster":
+        quick |= {
+            "CACHE_REDIS_URL": REDIS_TEST_URL,
+            "SOCKET_REDIS_KEY": request.getfixturevalue("redis_key"),
+        }
+    live = None
+    async with contextlib.AsyncExitStack() as stack:
+        writer = await stack.enter_async_context(
+            serving(make_settings(database_url, tmp_path, **quick))
+        )
+        home = writer
+        if topology == "cluster":
+            home = await stack.enter_async_context(
+                serving(make_settings(database_url, tmp_path, **quick))
+            )
+        try:
+            async with httpx.AsyncClient(base_url=writer.base_url, timeout=TIMEOUT) as http:
+                login = await http.post(
+                    "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+                )
+                api = Api(client=http, admin_token=login.json()["token"])
+                live = Live(
+                    home.base_url,
+                    api,
+                    services_of(writer.app),
+                    home.realtime,
+                    transport,
+                    writer.realtime,
+                )
+                yield live
+        finally:
+            clients = live.clients if live else []
+            await asyncio.gather(*(c.sio.disconnect() for c in clients if c.sio.connected))

@@ -12,7 +12,9 @@ from tests.realtime.conftest import TIMEOUT, Live
 
 
 async def _stats(live: Live) -> dict[str, Any]:
-    body = await live.api.ok("GET", "/stats/realtime", headers=live.api.admin)
+    """The stats of the node the clients are connected to (in a cluster, not the writer)."""
+    url = f"{live.base_url}/stats/realtime"
+    body = await live.api.ok("GET", url, headers=live.api.admin)
     return dict(body["data"])
 
 

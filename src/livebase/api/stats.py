@@ -1,10 +1,11 @@
-"""``/stats/realtime``: connections, users and rooms of this node (administrator)."""
+"""``/stats/realtime`` (administrator): connections, users and rooms, per node and cluster."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from livebase.api.deps import Who
+from livebase.api.deps import ServicesDep, Who
+from livebase.api.health import redis_status
 from livebase.api.responses import ORJSONResponse
 from livebase.services.accountability import require_admin
 
@@ -12,11 +13,13 @@ router = APIRouter(tags=["realtime"])
 
 
 @router.get("/stats/realtime")
-async def realtime_stats(request: Request, who: Who) -> ORJSONResponse:
+async def realtime_stats(request: Request, who: Who, services: ServicesDep) -> ORJSONResponse:
     require_admin(who)
     realtime = request.app.state.realtime
     if realtime is None:
         return ORJSONResponse({"data": {"enabled": False}})
-    services = request.app.state.services
-    redis = "not configured" if services.settings.redis_url is None else "unknown"
-    return ORJSONResponse({"data": {"enabled": True, **realtime.stats(), "redis": redis}})
+    body = {"enabled": True, **realtime.stats(), "redis": await redis_status(services)}
+    cluster = await realtime.cluster_stats()
+    if cluster is not None:
+        body["cluster"] = cluster
+    return ORJSONResponse({"data": body})

@@ -76,6 +76,10 @@ class Audience:
         if not self._groups[collection]:
             del self._groups[collection]
 
+    def collections(self) -> list[str]:
+        """Collections some socket here listens to."""
+        return list(self._groups)
+
     def groups(self, collection: str) -> dict[Scope, set[str]]:
         return self._groups.get(collection, {})
 

@@ -19,12 +19,15 @@ from typing import Any
 import socketio
 from engineio.payload import Payload
 
+from livebase.realtime import wire
 from livebase.realtime.audience import Audience
+from livebase.realtime.cluster import ClusterManager, LocalManager
 from livebase.realtime.codec import OrjsonCodec
 from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.delivery import Delivery
 from livebase.realtime.handshake import presented_token
-from livebase.realtime.presence import Presence
+from livebase.realtime.nodes import HEARTBEAT, NodeDirectory
+from livebase.realtime.presence import Presence, SharedPresence
 from livebase.realtime.rooms import (
     PRESENCE,
     RoomRefused,
@@ -57,30 +60,8 @@ Payload.max_decode_packets = max(Payload.max_decode_packets, 1024)
 NAMESPACE = "/"
 NOTIFICATION_FIELDS = ("id", "type", "title", "message", "data", "seen", "userId", "createdAt")
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "join", "leave", "message", "*"})
-
-
-class _Manager(socketio.AsyncManager):  # type: ignore[misc]
-    """python-socketio's manager, telling us when a socket is fully connected.
-
-    ``connect`` runs after the CONNECT packet went out, so rooms joined and
-    events sent from here can never reach the client before it is connected.
-    """
-
-    realtime: Realtime | None = None
-
-    # Room membership is local bookkeeping; synchronous versions let the
-    # pipeline change rooms without yielding to the event loop.
-    def join(self, sid: str, room: str) -> None:
-        self.basic_enter_room(sid, NAMESPACE, room)
-
-    def part(self, sid: str, room: str) -> None:
-        self.basic_leave_room(sid, NAMESPACE, room)
-
-    async def connect(self, sid: str, namespace: str) -> Any:
-        result = await super().connect(sid, namespace)
-        if self.realtime is not None and namespace == NAMESPACE:
-            await self.realtime.on_connected(sid)
-        return result
+# Changes every process must see, whoever listens: they change sockets and caches.
+CLUSTER_BOOKKEEPING = frozenset({"users", "schemas"})
 
 
 class _Server(socketio.AsyncServer):  # type: ignore[misc]
@@ -99,8 +80,14 @@ class Realtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.node_id = uuid.uuid4().hex[:12]
-        self._manager = _Manager()
+        redis_url = settings.redis_url
+        self._manager = (
+            ClusterManager(redis_url, settings.SOCKET_REDIS_KEY, self.node_id)
+            if redis_url
+            else LocalManager()
+        )
         self._manager.realtime = self
+        self._nodes: NodeDirectory | None = None
         origins = settings.SOCKET_CORS_ENABLED_ORIGINS or "*"
         self.sio = _Server(
             async_mode="asgi",
@@ -129,7 +116,7 @@ class Realtime:
 
     # -- wiring ------------------------------------------------------------------------
 
-    def attach(self, services: Services) -> None:
+    async def attach(self, services: Services) -> None:
         """Start listening to the services' events (called once they have started)."""
         self._services = services
         self.audience = Audience(services.permissions, services.registry)
@@ -141,7 +128,14 @@ class Realtime:
         self.delivery = Delivery(
             self.sio.eio.sockets, self._eio_sid_of, self._max_queue, self._drop_slow_consumer
         )
-        self.presence = Presence(self.settings.SOCKET_PRESENCE_GRACE, self.publish_to_room)
+        shared = None
+        if self._manager.clustered and services.redis is not None:
+            self._nodes = NodeDirectory(services.redis, self.node_id)
+            shared = SharedPresence(services.redis, self.node_id, self._nodes.prefix)
+            await self._nodes.beat(self.stats())
+            self._spawn(self._heartbeat())
+        self.presence = Presence(self.settings.SOCKET_PRESENCE_GRACE, self.publish_to_room, shared)
+        await self._manager.start(services.redis, self._receive)
         self._unsubscribe = services.events.subscribe(self._on_event)
 
     async def close(self) -> None:
@@ -152,6 +146,9 @@ class Realtime:
             await self.sio.disconnect(sid)
         for task in list(self._tasks):
             task.cancel()
+        await self._manager.stop()
+        if self._nodes is not None:
+            await self._nodes.leave()
 
     def _namespace_rooms(self) -> dict[str | None, Any]:
         rooms: dict[str | None, Any] = self._manager.rooms.get(NAMESPACE, {})
@@ -171,15 +168,57 @@ class Realtime:
     def publish_to_room(self, room: str, event: str, payload: Any) -> None:
         if self._services is not None:
             self.delivery.deliver(self.router.to_room(room, event, payload))
+            self._manager.send({"m": "room", "r": room, "e": event, "p": payload})
 
     def publish_to_everyone(self, event: str, payload: Any) -> None:
         if self._services is not None:
             self.delivery.deliver(self.router.to_everyone(event, payload))
+            self._manager.send({"m": "all", "e": event, "p": payload})
 
     def _publish_to_sid(self, sid: str, event: str, payload: Any) -> None:
         self.delivery.deliver(self.router.to_sid(sid, event, payload))
 
     async def _on_event(self, event: Event) -> None:
+        """An event of this process: handle it here, then tell the other processes."""
+        await self._handle(event)
+        if isinstance(event, ChangeEvent):
+            if event.collection == "schemas":
+                await self._manager.send_confirmed(wire.change_message(event))
+            else:
+                shared = event.collection in CLUSTER_BOOKKEEPING
+                self._manager.send(wire.change_message(event), None if shared else event.collection)
+        elif isinstance(event, FileChanged):
+            self._manager.send(wire.file_message(event))
+        elif isinstance(event, SessionRevoked):
+            self._manager.send({"m": "revoke", "s": event.session_id, "u": event.user_id})
+        elif isinstance(event, PermissionsChanged):
+            await self._manager.send_confirmed({"m": "permissions", "r": event.role})
+        # NotificationChanged becomes a room emit, which publish_to_room shares.
+
+    async def _receive(self, message: dict[str, Any]) -> None:
+        """An event of another process, in the order that process sent it."""
+        services = self._services
+        assert services is not None
+        kind = message["m"]
+        if kind == "change":
+            event = wire.change_event(message, services.registry)
+            if event.collection == "schemas":
+                await services.registry.load()
+                await services.permissions.load()
+            await self._handle(event)
+        elif kind == "room":
+            self.delivery.deliver(self.router.to_room(message["r"], message["e"], message["p"]))
+        elif kind == "all":
+            self.delivery.deliver(self.router.to_everyone(message["e"], message["p"]))
+        elif kind == "file":
+            await self._handle(wire.file_event(message, services.registry))
+        elif kind == "revoke":
+            await self._handle(SessionRevoked(session_id=message["s"], user_id=message["u"]))
+        elif kind == "permissions":
+            await services.permissions.load()
+            await self._handle(PermissionsChanged(role=message["r"]))
+
+    async def _handle(self, event: Event) -> None:
         if isinstance(event, ChangeEvent):
             if event.collection == "users":
                 await self._user_changed(event)
@@ -194,10 +233,7 @@ class Realtime:
                 "notification": {k: note.get(k) for k in NOTIFICATION_FIELDS},
                 "timestamp": event.timestamp,
             }
-            room = user_room(note["userId"])
-            self.delivery.deliver(
-                self.router.to_room(room, f"notification.{event.action}", payload)
-            )
+            self.publish_to_room(user_room(note["userId"]), f"notification.{event.action}", payload)
         elif isinstance(event, FileChanged):
             self.delivery.deliver(self.router.file(event))
         elif isinstance(event, SessionRevoked):
@@ -240,6 +276,9 @@ class Realtime:
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         eio_sid = self._manager.eio_sid_from_sid(sid, NAMESPACE)
         self._pending[sid] = Connection(sid=sid, eio_sid=eio_sid, who=who)
+        if self.settings.SOCKET_AUTO_JOIN_COLLECTIONS:
+            # In a cluster: hear of changes made elsewhere before the client hears "connect".
+            await self._manager.want(self._services.permissions.readable_collections(who.role))
         return True
 
     async def on_connected(self, sid: str) -> None:
@@ -253,13 +292,13 @@ class Realtime:
             for collection in self._services.permissions.readable_collections(connection.role):  # type: ignore[union-attr]
                 self._join_collection(connection, collection)
         self._schedule_expiry(connection)
-        if connection.user_id is not None:
-            self.presence.arrived(
-                connection.user_id, sid, self.connections.user_count(connection.user_id)
-            )
         self._publish_to_sid(
             sid, "connected", {"userId": connection.user_id, "role": connection.role}
         )
+        if connection.user_id is not None:
+            await self.presence.arrived(
+                connection.user_id, sid, self.connections.user_count(connection.user_id)
+            )
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> Any:
         if self._client_sent(sid):
@@ -353,6 +392,8 @@ class Realtime:
             await self.rules.check_join(connection, room)
         except RoomRefused as exc:
             return {"success": False, "message": str(exc)}
+        if room.startswith(("collection:", "item:")):
+            await self._manager.want([room.split(":", 2)[1]])
         if room.startswith("collection:"):
             self._join_collection(connection, room.removeprefix("collection:"))
         else:
@@ -390,6 +431,7 @@ class Realtime:
             for collection in self._services.permissions.readable_collections(connection.role):
                 if collection not in connection.collections:
                     self._join_collection(connection, collection)
+            await self._manager.want(connection.collections)
         for room in list(self._manager.get_rooms(connection.sid, NAMESPACE)):
             if room.startswith("item:"):
                 collection = room.split(":", 2)[1]
@@ -450,6 +492,40 @@ class Realtime:
 
     # -- stats -------------------------------------------------------------------------------
 
+    async def _heartbeat(self) -> None:
+        """Cluster only: publish this node's stats; drop channels nobody here listens to."""
+        assert self._nodes is not None
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            await self._nodes.beat(self.stats())
+            await self._manager.keep_only(self._listened_collections())
+
+    def _listened_collections(self) -> set[str]:
+        listened = set(self.audience.collections())
+        for room in self._namespace_rooms():
+            if isinstance(room, str) and room.startswith("item:"):
+                listened.add(room.split(":", 2)[1])
+        return listened
+
+    async def cluster_stats(self) -> dict[str, Any] | None:
+        """Every node's stats and the totals, or None for one process (or Redis away)."""
+        if self._nodes is None:
+            return None
+        nodes = await self._nodes.nodes()
+        if nodes is None:
+            return None
+        here = self.stats()
+        nodes = [here] + [n for n in nodes if n.get("nodeId") != self.node_id]
+        nodes.sort(key=lambda n: str(n.get("nodeId")))
+        return {
+            "nodes": nodes,
+            "total": {
+                "nodes": len(nodes),
+                "connections": sum(int(n.get("connections", 0)) for n in nodes),
+                "delivered": sum(int(n.get("delivered", 0)) for n in nodes),
+            },
+        }
+
     def stats(self) -> dict[str, Any]:
         rooms = {
             name: len(members)
@@ -462,4 +538,5 @@ class Realtime:
             "users": self.connections.users,
             "rooms": rooms,
             "delivered": self.delivery.delivered if self._services is not None else 0,
+            **({"cluster": self._manager.counters()} if self._manager.clustered else {}),
         }

@@ -50,7 +50,7 @@ class AuthService:
         first_name: str | None = None,
         last_name: str | None = None,
     ) -> SignedIn:
-        self._limiter.hit(client)
+        await self._limiter.hit(client)
         if not self._public_registration:
             raise Forbidden("public registration is disabled", "REGISTRATION_DISABLED")
         async with self._db.transaction() as conn:
@@ -65,7 +65,7 @@ class AuthService:
         return await self._sign_in(user)
 
     async def login(self, client: str, email: str, password: str) -> SignedIn:
-        self._limiter.hit(client)
+        await self._limiter.hit(client)
         try:
             address = normalise_email(email)
         except Exception:

@@ -21,6 +21,7 @@ from livebase.settings import Settings
 from livebase.storage.database import Database
 from livebase.storage.files import LocalFileStorage
 from livebase.storage.migrations import migrate
+from livebase.storage.redis import RedisLink
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Services:
     notifications: NotificationService
     hooks: HookRegistry
     files: FileService
+    redis: RedisLink | None = None  # set when several processes share Redis
 
     async def start(self) -> None:
         """Upgrade the system tables and load schemas and permissions into memory."""
@@ -48,6 +50,8 @@ class Services:
     async def stop(self) -> None:
         await self.hooks.close()
         await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.close()
 
 
 def build_services(settings: Settings, secret_key: str) -> Services:
@@ -59,6 +63,8 @@ def build_services(settings: Settings, secret_key: str) -> Services:
     hooks = HookRegistry()
     items = ItemsService(db, registry, permissions, events, hooks)
     items.set_rules("users", UserRules())
+    url = settings.redis_url
+    redis = RedisLink(url, settings.SOCKET_REDIS_KEY) if url else None
     return Services(
         settings=settings,
         db=db,
@@ -73,7 +79,7 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             db,
             tokens,
             events,
-            RateLimiter(settings.RATE_LIMIT_AUTH),
+            RateLimiter(settings.RATE_LIMIT_AUTH, shared=redis),
             settings.PUBLIC_REGISTRATION,
         ),
         notifications=NotificationService(db, permissions, events),
@@ -85,4 +91,5 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             events,
             max_bytes=int(settings.MAX_UPLOAD_FILE_SIZE * 1024 * 1024),
         ),
+        redis=redis,
     )
