@@ -6,12 +6,19 @@ import argparse
 import asyncio
 import gc
 import getpass
+import os
 import sys
 from typing import Any
 
 from livebase import __version__
 from livebase.extensions import ExtensionError
-from livebase.settings import ConfigError, Settings, load_settings, prepare_filesystem
+from livebase.settings import (
+    ConfigError,
+    Settings,
+    load_settings,
+    prepare_filesystem,
+    resolve_secret_key,
+)
 
 # The ASGI server's parts; tests run the same ones. Engine.IO has its own
 # heartbeat, so uvicorn's websocket keepalive would only double the pings.
@@ -35,25 +42,55 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from livebase.app import create_asgi
 
+    workers = args.workers
+    if workers < 1:
+        raise ConfigError(f"--workers: must be 1 or more, got {workers}")
+    if workers > 1:
+        _check_cluster(settings, workers)
     prepare_filesystem(settings)
-    gc.set_threshold(*GC_THRESHOLDS)
-    uvicorn.run(
-        create_asgi(settings),
-        host=args.host or settings.HOST,
-        port=args.port if args.port is not None else settings.PORT,
-        log_level=settings.LOG_LEVEL,
-        access_log=settings.LOG_LEVEL == "debug",
+    options: dict[str, Any] = {
+        "host": args.host or settings.HOST,
+        "port": args.port if args.port is not None else settings.PORT,
+        "log_level": settings.LOG_LEVEL,
+        "access_log": settings.LOG_LEVEL == "debug",
         # Long-polling GETs stay open until the next heartbeat; do not wait that long to stop.
-        timeout_graceful_shutdown=5,
+        "timeout_graceful_shutdown": 5,
         **SERVER_OPTIONS,
-    )
+    }
+    if workers == 1:
+        gc.set_threshold(*GC_THRESHOLDS)
+        uvicorn.run(create_asgi(settings), **options)
+        return 0
+    # Every worker must sign and check tokens with the same key.
+    os.environ["SECRET_KEY"] = resolve_secret_key(settings)
+    uvicorn.run("livebase.cli:worker_asgi", factory=True, workers=workers, **options)
     return 0
+
+
+def _check_cluster(settings: Settings, workers: int) -> None:
+    if settings.redis_url is None:
+        raise ConfigError(
+            f"--workers {workers}: several processes need Redis to act as one server; "
+            "set CACHE_REDIS_URL (or SOCKET_REDIS_URL), or run one worker"
+        )
+    if not settings.DATABASE_URL.startswith("postgresql"):
+        raise ConfigError(
+            f"--workers {workers}: several processes need a PostgreSQL DATABASE_URL "
+            "(SQLite serves one process)"
+        )
+
+
+def worker_asgi() -> Any:
+    """One ``serve --workers N`` process: the same server, configured from the environment."""
+    from livebase.app import create_asgi
+
+    gc.set_threshold(*GC_THRESHOLDS)
+    return create_asgi(load_settings())
 
 
 async def _create_admin(settings: Settings, email: str, password: str) -> None:
     from livebase.services.container import build_services
     from livebase.services.users import create_admin
-    from livebase.settings import resolve_secret_key
 
     services = build_services(settings, resolve_secret_key(settings))
     try:
@@ -75,6 +112,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the REST API and realtime server")
     serve.add_argument("--host", help="listen address (default: HOST)")
     serve.add_argument("--port", type=int, help="listen port (default: PORT)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes sharing the port (more than 1 needs Redis and PostgreSQL)",
+    )
     admin = commands.add_parser("create-admin", help="create an administrator account")
     admin.add_argument("--email", required=True)
     admin.add_argument("--password", help="prompted for when omitted")

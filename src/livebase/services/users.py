@@ -153,9 +153,13 @@ class AdminBootstrap:
     created: bool
 
 
+ADMIN_BOOTSTRAP_LOCK = 734113
+
+
 async def ensure_admin(db: Database, email: str, password: str | None) -> AdminBootstrap:
     """Create the first administrator unless one exists (first start)."""
     async with db.transaction() as conn:
+        await db.serialize(conn, ADMIN_BOOTSTRAP_LOCK)  # several processes may start at once
         existing = await conn.scalar(
             select(system.users.c.email).where(system.users.c.role == ADMIN_ROLE).limit(1)
         )

@@ -95,6 +95,15 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
 
+    async def serialize(self, conn: AsyncConnection, lock: int) -> None:
+        """Make this transaction wait for any other process's holding ``lock``.
+
+        For start-up work several processes may do at once against one
+        PostgreSQL database; SQLite writers are serialized already.
+        """
+        if self.dialect == "postgresql":
+            await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(lock)})")
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:

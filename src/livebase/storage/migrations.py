@@ -45,12 +45,13 @@ Migration = Callable[[AsyncConnection], Awaitable[None]]
 MIGRATIONS: list[Migration] = [_v1_system_tables]
 
 
+MIGRATION_LOCK = 734112
+
+
 async def migrate(db: Database) -> int:
     """Bring the system tables to the newest version; returns that version."""
     async with db.transaction() as conn:
-        if db.dialect == "postgresql":
-            # Several processes may start at once against one database.
-            await conn.exec_driver_sql("SELECT pg_advisory_xact_lock(734112)")
+        await db.serialize(conn, MIGRATION_LOCK)
         await conn.run_sync(lambda sync_conn: _meta.create(sync_conn, checkfirst=True))
         current = await conn.scalar(select(_meta.c.value).where(_meta.c.key == "schema_version"))
         if current is None:
