@@ -33,14 +33,16 @@ class Server:
 
 
 @contextmanager
-def running_server(workdir: Path, env: dict[str, str], timeout: float = 60) -> Iterator[Server]:
-    """Run ``livebase serve`` in ``workdir`` until the block ends."""
+def running_server(
+    workdir: Path, env: dict[str, str], timeout: float = 60, args: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """Run ``livebase serve [args]`` in ``workdir`` until the block ends."""
     port = free_port()
     log = workdir / f"server-{port}.log"
     full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "info", **env}
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "livebase", "serve"],
+            [sys.executable, "-m", "livebase", "serve", *args],
             cwd=workdir,
             env=full_env,
             stdout=sink,

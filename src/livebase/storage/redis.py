@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import asyncio as aioredis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 _log = logging.getLogger("livebase.redis")
 T = TypeVar("T")
@@ -42,15 +44,24 @@ class RedisLink:
         self.url = url
         self.prefix = prefix
         self.client: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=COMMAND_TIMEOUT
+            url,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=COMMAND_TIMEOUT,
+            # One immediate retry replaces a pooled connection that died with the
+            # last Redis; redis-py's default backs off for up to 10 s per command.
+            retry=Retry(NoBackoff(), 1),
         )
         self.up: bool | None = None  # unknown until the first command
+        self._reset: asyncio.Future[None] | None = None
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
 
     def failed(self, exc: BaseException) -> None:
         if self.up is not False:
+            # Pooled connections to the Redis that went away would each fail
+            # once more after it comes back: drop them all now.
+            self._reset = asyncio.ensure_future(self.client.connection_pool.disconnect())
             _log.warning(
                 "Redis at %s is unreachable (%s): cross-process delivery, cluster presence "
                 "and shared rate limits are paused; this process keeps serving its own "
