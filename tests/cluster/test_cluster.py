@@ -206,3 +206,23 @@ async def test_stats_show_every_node_and_the_totals(two: Cluster) -> None:
     assert sorted(n["connections"] for n in cluster["nodes"]) == [1, 2]
     health = (await b.api.ok("GET", "/health"))["data"]
     assert health["status"] == "ok" and health["redis"] == {"status": "up"}
+
+
+async def test_a_node_without_listeners_receives_no_item_messages(two: Cluster) -> None:
+    # One message per event, on the collection's own channel: B has nobody
+    # listening to posts, so Redis does not even send it those payloads.
+    a, b = two.nodes
+    await _posts(two)
+    bystander = await two.connect(b, None, "anonymous on B (reads no posts)")
+
+    async def received_on_b() -> int:
+        url = f"{b.url}/stats/realtime"
+        stats = (await b.api.ok("GET", url, headers=b.api.admin))["data"]
+        return int(stats["pubsub"]["received"])
+
+    before = await received_on_b()
+    for n in range(5):
+        item = {"title": f"t{n}", "published": True}
+        await a.api.ok("POST", "/items/posts", 201, headers=a.api.admin, json=item)
+    await two.sentinel(a, bystander)
+    assert await received_on_b() - before == 1  # the sentinel broadcast only

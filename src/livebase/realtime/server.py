@@ -538,5 +538,5 @@ class Realtime:
             "users": self.connections.users,
             "rooms": rooms,
             "delivered": self.delivery.delivered if self._services is not None else 0,
-            **({"cluster": self._manager.counters()} if self._manager.clustered else {}),
+            **({"pubsub": self._manager.counters()} if self._manager.clustered else {}),
         }
