@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any
 
 import socketio
-from engineio.payload import Payload
 
 from livebase.realtime import wire
 from livebase.realtime.audience import Audience
@@ -25,6 +24,7 @@ from livebase.realtime.cluster import ClusterManager, LocalManager
 from livebase.realtime.codec import OrjsonCodec
 from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.delivery import Delivery
+from livebase.realtime.engine import EngineWorkarounds
 from livebase.realtime.handshake import presented_token
 from livebase.realtime.nodes import HEARTBEAT, NodeDirectory
 from livebase.realtime.presence import Presence, SharedPresence
@@ -53,27 +53,11 @@ from livebase.services.events import (
 from livebase.settings import Settings
 
 _log = logging.getLogger("livebase.realtime")
-# python-engineio drops a whole long-polling POST carrying more than 16 packets
-# (and answers 200); clients batch everything queued, so a burst of joins would
-# vanish. The request size stays capped by SOCKET_MAX_MESSAGE_SIZE.
-Payload.max_decode_packets = max(Payload.max_decode_packets, 1024)
 NAMESPACE = "/"
 NOTIFICATION_FIELDS = ("id", "type", "title", "message", "data", "seen", "userId", "createdAt")
 RESERVED_EVENTS = frozenset({"connect", "disconnect", "join", "leave", "message", "*"})
 # Changes every process must see, whoever listens: they change sockets and caches.
 CLUSTER_BOOKKEEPING = frozenset({"users", "schemas"})
-
-
-class _Server(socketio.AsyncServer):  # type: ignore[misc]
-    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
-        # A malformed packet (e.g. binary attachments that do not match their
-        # placeholders) would leave a half-built packet that swallows every
-        # later message; forget it and carry on.
-        try:
-            await super()._handle_eio_message(eio_sid, data)
-        except Exception as exc:
-            self._binary_packet.pop(eio_sid, None)
-            _log.info("ignored a malformed packet from %s: %s", eio_sid, exc)
 
 
 class Realtime:
@@ -89,7 +73,7 @@ class Realtime:
         self._manager.realtime = self
         self._nodes: NodeDirectory | None = None
         origins = settings.SOCKET_CORS_ENABLED_ORIGINS or "*"
-        self.sio = _Server(
+        self.sio = EngineWorkarounds(
             async_mode="asgi",
             client_manager=self._manager,
             cors_allowed_origins=origins,
@@ -307,24 +291,13 @@ class Realtime:
         connection = self.connections.remove(sid)
         if connection is None:
             return
-        self._end_long_poll(connection.eio_sid)
+        self.sio.end_long_poll(connection.eio_sid)
         for collection in connection.collections:
             self.audience.remove(sid, collection)
         if connection.user_id is not None:
             self.presence.left(
                 connection.user_id, sid, self.connections.user_count(connection.user_id)
             )
-
-    def _end_long_poll(self, eio_sid: str) -> None:
-        """Answer a pending long-poll now instead of at the next heartbeat.
-
-        python-engineio keeps a polling client's GET open until a packet or
-        the ping timeout (45 s by default) comes, even after the session
-        ended; an empty answer lets the client see the end at once.
-        """
-        socket = self.sio.eio.sockets.get(eio_sid)
-        if socket is not None and not socket.upgraded:
-            socket.queue.put_nowait(None)
 
     def drop(self, sid: str, reason: str, *, abort: bool = False) -> None:
         """Disconnect one socket, once, saying why in the log."""
@@ -340,18 +313,9 @@ class Realtime:
 
     async def _disconnect(self, sid: str, eio_sid: str, abort: bool) -> None:
         await self.sio.disconnect(sid)
-        if not abort:
-            return
-        # A slow consumer will never read its backlog (nor the goodbye behind
-        # it): end the Engine.IO session now instead of at the heartbeat.
-        session = self.sio.eio.sockets.pop(eio_sid, None)
-        if session is None or session.closed:
-            return
-        while not session.queue.empty():
-            session.queue.get_nowait()
-            session.queue.task_done()
-        await session.close(wait=False, abort=True)
-        session.queue.put_nowait(None)  # its writer stops after the write it is stuck in
+        if abort:
+            # A slow consumer will never read its backlog (nor the goodbye behind it).
+            await self.sio.abort_session(eio_sid)
 
     def _schedule_expiry(self, connection: Connection) -> None:
         if connection.expires_at is None:
