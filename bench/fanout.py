@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/fanout.py                      # N=1000 subscribers, M=200 writes, C=4
     .venv/bin/python bench/fanout.py -n 100 -m 50 --json  # smaller, one JSON line
+    .venv/bin/python bench/fanout.py --processes 2        # a cluster: PostgreSQL + Redis
 
 What it does, all on 127.0.0.1:
 
@@ -29,8 +30,23 @@ and duplicated deliveries per (socket, item); server RSS per connected socket
 (VmRSS before/after connecting, from /proc/<pid>/status); this client's own
 CPU, which should stay well below 100 % for the server to be the bottleneck.
 
+Cluster mode (``--processes P``, P > 1): P ``livebase serve`` processes,
+started one after the other (each waited for on ``GET /health``), share a
+PostgreSQL database (``--database-url``; by default a throwaway database with a
+random name on postgresql://postgres@127.0.0.1:5432, trust authentication,
+dropped afterwards WITH (FORCE)) and Redis (``--redis-url``, default
+redis://127.0.0.1:6379/0) with one SECRET_KEY and a SOCKET_REDIS_KEY of their
+own, so that runs never share channels or keys; the run's keys (``key:*``) are
+deleted afterwards. Subscribers are spread round-robin over the processes,
+every write goes to the first one. Server CPU and RSS are summed over the
+processes; ``delivered_per_server`` counts deliveries on each process's
+sockets; Redis's own CPU (its PID from ``INFO server``, then /proc) over the
+delivery phase is reported as ``redis_cpu_s`` and ``redis_cpu_us_per_msg``.
+Redis must run on this machine for its CPU to be read (else: null).
+
 Needs Linux (/proc) and the project's virtualenv (``websockets`` is a runtime
-dependency; ``orjson`` is used when present). No other package, no ../shared.
+dependency; ``orjson`` is used when present; cluster mode uses the runtime
+dependencies ``redis`` and ``asyncpg``). No other package, no ../shared.
 """
 
 from __future__ import annotations
@@ -84,6 +100,8 @@ SCHEMA = {
     },
 }
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432"  # trust auth: throwaway databases
 
 
 def log(*parts: object) -> None:
@@ -108,15 +126,15 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def quiesce(pid: int, min_s: float = 1.0, max_s: float = 60.0) -> float:
-    """Wait (at least min_s, at most max_s) until the server uses < 10 % of a core over 0.5 s."""
+async def quiesce(pids: list[int], min_s: float = 1.0, max_s: float = 60.0) -> float:
+    """Wait (at least min_s, at most max_s) until the servers use < 10 % of a core each."""
     t0 = time.monotonic()
     await asyncio.sleep(min_s)
-    prev, prev_t = cpu_seconds(pid), time.monotonic()
+    prev, prev_t = sum(map(cpu_seconds, pids)), time.monotonic()
     while time.monotonic() - t0 < max_s:
         await asyncio.sleep(0.5)
-        cur, now = cpu_seconds(pid), time.monotonic()
-        if (cur - prev) / (now - prev_t) < 0.1:
+        cur, now = sum(map(cpu_seconds, pids)), time.monotonic()
+        if (cur - prev) / (now - prev_t) < 0.1 * len(pids):
             break
         prev, prev_t = cur, now
     return time.monotonic() - t0
@@ -219,11 +237,13 @@ class Http:
 
 
 class Server:
-    def __init__(self, exe: str, keep: bool) -> None:
-        self.exe, self.keep = exe, keep
+    def __init__(self, exe: str, keep: bool, env: dict[str, str], name: str = "server") -> None:
+        self.exe, self.keep, self.name = exe, keep, name
+        self.env = env  # overrides: SECRET_KEY, and the cluster's database and Redis
         self.tmp = Path(tempfile.mkdtemp(prefix="livebase-fanout-"))
         self.port = self._free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.terminated = False
         self.log_path = self.tmp / "server.log"
 
     @staticmethod
@@ -245,11 +265,10 @@ class Server:
             HOST=HOST,
             PORT=str(self.port),
             ENV="development",
-            DATABASE_URL=f"sqlite:///{self.tmp / 'livebase.db'}",
+            DATABASE_URL=f"sqlite:///{self.tmp / 'livebase.db'}",  # unless overridden
             DATA_DIR=str(self.tmp / "data"),
             STORAGE_PATH=str(self.tmp / "uploads"),
             EXTENSIONS_PATH=str(extensions),
-            SECRET_KEY=secrets.token_urlsafe(36),  # 48 characters
             ADMIN_EMAIL=ADMIN_EMAIL,
             ADMIN_PASSWORD=ADMIN_PASSWORD,
             RATE_LIMIT_AUTH="1000000",
@@ -258,6 +277,7 @@ class Server:
             CACHE_REDIS_URL="",  # one process, no Redis, whatever the caller's shell says
             SOCKET_REDIS_URL="",
         )
+        env.update(self.env)
         with open(self.log_path, "wb") as logf:  # cwd = temp dir: no stray .env is read
             self.proc = subprocess.Popen(
                 [self.exe, "serve"],
@@ -274,7 +294,9 @@ class Server:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}"
+                )
             http = Http(self.port)
             try:
                 status, _ = await http.request("GET", "/health")
@@ -285,7 +307,7 @@ class Server:
             finally:
                 http.close()
             await asyncio.sleep(0.2)
-        raise RuntimeError(f"server not healthy after {limit_s:.0f} s:\n{self.tail()}")
+        raise RuntimeError(f"{self.name} not healthy after {limit_s:.0f} s:\n{self.tail()}")
 
     def tail(self, size: int = 3000) -> str:
         try:
@@ -294,11 +316,17 @@ class Server:
             return ""
         return data[-size:].decode(errors="replace")
 
+    def terminate(self) -> None:
+        """SIGTERM by PID, once (a second one would cut uvicorn's graceful shutdown short)."""
+        if self.proc is not None and self.proc.poll() is None and not self.terminated:
+            self.terminated = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+
     def stop(self) -> None:
         """SIGTERM by PID, SIGKILL after 15 s; then remove the temp dir (unless keep)."""
         if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -306,9 +334,149 @@ class Server:
                     os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         if self.keep:
-            log(f"kept {self.tmp} (server.log, livebase.db)")
+            kept = "server.log" if "DATABASE_URL" in self.env else "server.log, livebase.db"
+            log(f"kept {self.tmp} ({kept})")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Cluster:
+    """The servers under test: one on SQLite, or P sharing PostgreSQL and Redis."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.size: int = args.processes
+        self.redis_url: str = args.redis_url
+        self.redis_key = f"livebase-fanout-{secrets.token_hex(6)}"  # SOCKET_REDIS_KEY
+        self.redis_pid: int | None = None
+        self.database_url: str | None = args.database_url
+        self.created_database: str | None = None  # ours to drop
+        self.servers: list[Server] = []
+
+    def setup(self) -> None:
+        """Check Redis and create the throwaway database (P > 1); the servers, not started."""
+        env = {"SECRET_KEY": secrets.token_urlsafe(36)}  # 48 characters, shared by all
+        if self.size > 1:
+            self.redis_pid = redis_pid(self.redis_url)
+            if self.database_url is None:
+                name = f"livebase_fanout_{secrets.token_hex(6)}"
+                try:
+                    postgres_execute(f'CREATE DATABASE "{name}"')
+                except Exception as exc:
+                    raise RuntimeError(
+                        f"cannot create a database on {POSTGRES_URL}: {exc}"
+                    ) from None
+                self.created_database, self.database_url = name, f"{POSTGRES_URL}/{name}"
+            env.update(
+                DATABASE_URL=self.database_url,
+                CACHE_REDIS_URL=self.redis_url,
+                SOCKET_REDIS_KEY=self.redis_key,
+            )
+        names = ["server"] if self.size == 1 else [f"server {i + 1}" for i in range(self.size)]
+        self.servers = [Server(self.args.livebase, self.args.keep, env, name) for name in names]
+
+    async def start(self) -> None:
+        """One after the other: the first creates the tables and the administrator."""
+        for server in self.servers:
+            server.start()
+            await server.wait_healthy()
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.pid for server in self.servers]
+
+    def server_cpu(self) -> float:
+        return sum(map(cpu_seconds, self.pids))
+
+    def redis_cpu(self) -> float | None:
+        if self.redis_pid is None:
+            return None
+        try:
+            return cpu_seconds(self.redis_pid)
+        except OSError:
+            return None
+
+    def describe(self) -> str:
+        if self.size == 1:
+            return f"server pid {self.servers[0].pid} on port {self.servers[0].port}"
+        listed = ", ".join(f"{s.pid} on port {s.port}" for s in self.servers)
+        return f"{self.size} servers (pids {listed}), Redis key {self.redis_key}"
+
+    def stop(self) -> None:
+        """Every server by PID, then the throwaway database and the run's Redis keys."""
+        for server in self.servers:
+            server.terminate()  # all at once: their graceful shutdowns overlap
+        for server in self.servers:
+            try:
+                server.stop()
+            except Exception as exc:  # the next servers must still be stopped
+                log(f"stopping {server.name} (pid {server.proc and server.proc.pid}): {exc}")
+        if self.created_database is not None:
+            if self.args.keep:
+                log(f"kept the database {self.database_url}")
+            else:
+                try:
+                    postgres_execute(
+                        f'DROP DATABASE IF EXISTS "{self.created_database}" WITH (FORCE)'
+                    )
+                except Exception as exc:
+                    log(f"could not drop the database {self.created_database}: {exc}")
+        if self.size > 1:
+            try:
+                deleted = redis_delete_keys(self.redis_url, f"{self.redis_key}:*")
+                log(f"deleted {deleted} Redis keys {self.redis_key}:*")
+            except Exception as exc:
+                log(f"could not delete the Redis keys {self.redis_key}:*: {exc}")
+
+
+def redis_pid(url: str) -> int | None:
+    """Redis's PID from INFO server (raises if Redis is unreachable); None if not ours to read."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        pid = int(client.info("server")["process_id"])
+    except redis.RedisError as exc:
+        raise RuntimeError(f"--processes > 1 needs Redis at {url}: {exc}") from None
+    finally:
+        client.close()
+    try:
+        with open(f"/proc/{pid}/comm", encoding="latin-1") as f:
+            comm = f.read().strip()
+    except OSError:
+        comm = ""
+    if "redis" not in comm and "valkey" not in comm:  # another host, a container...
+        log(f"Redis PID {pid} is not a local Redis process ({comm!r}): no Redis CPU figures")
+        return None
+    return pid
+
+
+def redis_delete_keys(url: str, pattern: str) -> int:
+    """SCAN MATCH pattern + DEL; the number of keys deleted."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
+    try:
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+        return len(keys)
+    finally:
+        client.close()
+
+
+def postgres_execute(sql: str) -> None:
+    """One statement on the maintenance database of POSTGRES_URL (asyncpg, its own loop)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    async def run() -> None:
+        conn = await asyncpg.connect(f"{POSTGRES_URL}/postgres", timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
 
 
 # ---------------------------------------------------------------- subscribers
@@ -348,10 +516,11 @@ class Stats:
 
 
 class Subscriber:
-    __slots__ = ("closing", "counts", "error", "index", "task", "token", "up", "ws")
+    __slots__ = ("closing", "counts", "error", "index", "server", "task", "token", "up", "ws")
 
-    def __init__(self, index: int, token: str, total_writes: int) -> None:
+    def __init__(self, index: int, token: str, total_writes: int, server: int = 0) -> None:
         self.index, self.token = index, token
+        self.server = server  # index of the process it connects to
         self.counts = bytearray(total_writes)  # frames received per item (saturates at 255)
         self.up = False
         self.error: str | None = None
@@ -468,13 +637,15 @@ async def prepare(port: int, users: int) -> tuple[str, list[str]]:
 
 async def write_phase(
     port: int, token: str, first_seq: int, count: int, concurrency: int, stats: Stats,
-    target: int, pid: int, drain_timeout: float,
+    target: int, cluster: Cluster, drain_timeout: float,
 ) -> dict[str, Any]:  # fmt: skip
     """`count` POSTs with `concurrency` in flight; returns once every frame arrived (or stalled)."""
     snap: dict[str, Any] = {}
 
     def take(name: str) -> None:
-        snap[name] = (time.monotonic(), cpu_seconds(pid), time.process_time())
+        snap[name] = (
+            time.monotonic(), cluster.server_cpu(), time.process_time(), cluster.redis_cpu(),
+        )  # fmt: skip
 
     stats.start_phase(first_seq, target, lambda: take("end"))
     take("begin")
@@ -517,31 +688,33 @@ async def write_phase(
     }  # fmt: skip
 
 
-async def benchmark(args: argparse.Namespace, server: Server) -> dict[str, Any]:
+async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
     n, m, c = args.subscribers, args.writes, args.concurrency
     warmup = 2 * c if args.warmup is None else args.warmup
     if m == 0:
         warmup = 0
-    await server.wait_healthy()
-    pid = server.pid
+    await cluster.start()
+    pids, port = cluster.pids, cluster.servers[0].port  # every write goes to the first process
     t_prep = time.monotonic()
-    admin, user_tokens = await prepare(server.port, args.users)
-    log(f"server pid {pid} on port {server.port}; prepared {args.users} users "
+    admin, user_tokens = await prepare(port, args.users)
+    log(f"{cluster.describe()}; prepared {args.users} users "
         f"in {time.monotonic() - t_prep:.1f} s")  # fmt: skip
     tokens = user_tokens or [admin]
 
-    # ---- connect
+    # ---- connect, round-robin over the processes
     stats = Stats(warmup + m)
-    url = f"ws://{HOST}:{server.port}{SOCKET_PATH}/?EIO=4&transport=websocket"
-    subs = [Subscriber(i, tokens[i % len(tokens)], warmup + m) for i in range(n)]
-    rss_before = rss_kib(pid)
+    urls = [
+        f"ws://{HOST}:{s.port}{SOCKET_PATH}/?EIO=4&transport=websocket" for s in cluster.servers
+    ]
+    subs = [Subscriber(i, tokens[i % len(tokens)], warmup + m, i % cluster.size) for i in range(n)]
+    rss_before = sum(map(rss_kib, pids))
     t0 = time.monotonic()
     gate = asyncio.Semaphore(args.connect_concurrency)
 
     async def connect_one(sub: Subscriber) -> None:
         async with gate:
             connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            sub.task = asyncio.create_task(sub.run(url, stats, connected))
+            sub.task = asyncio.create_task(sub.run(urls[sub.server], stats, connected))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(connected, 60)
             if not sub.up and sub.error is None:
@@ -555,41 +728,49 @@ async def benchmark(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         if not s.up:
             errors[s.error or "?"] = errors.get(s.error or "?", 0) + 1
     log(f"connected {len(up)}/{n} in {connect_s:.2f} s" + (f" errors: {errors}" if errors else ""))
-    settle_s = await quiesce(pid)
-    rss_after = rss_kib(pid)
+    settle_s = await quiesce(pids)
+    rss_after = sum(map(rss_kib, pids))
 
     report: dict[str, Any] = {
         "subscribers": n, "connected": len(up), "connect_errors": errors, "users": args.users,
         "connect_s": round(connect_s, 3), "settle_s": round(settle_s, 3),
         "writes": m, "concurrency": c, "warmup_writes": warmup,
     }  # fmt: skip
+    if cluster.size > 1:
+        report["processes"] = cluster.size
+        report["connected_per_server"] = [
+            sum(s.server == i for s in up) for i in range(cluster.size)
+        ]
 
     if args.hold > 0:  # idle: what holding the sockets costs (Engine.IO pings)
-        cpu0, pings0, t_hold = cpu_seconds(pid), stats.pings, time.monotonic()
+        cpu0, pings0, t_hold = cluster.server_cpu(), stats.pings, time.monotonic()
         await asyncio.sleep(args.hold)
         held = time.monotonic() - t_hold
         report.update({
             "hold_s": round(held, 3), "hold_pings": stats.pings - pings0,
-            "hold_cpu_pct": round(100 * (cpu_seconds(pid) - cpu0) / held, 2),
+            "hold_cpu_pct": round(100 * (cluster.server_cpu() - cpu0) / held, 2),
         })  # fmt: skip
 
     # ---- warm-up, then the measured phase
     if warmup:
         w = await write_phase(
-            server.port, admin, 0, warmup, c, stats, len(up) * warmup, pid, args.drain_timeout
+            port, admin, 0, warmup, c, stats, len(up) * warmup, cluster, args.drain_timeout
         )
         report["warmup_complete"] = stats.unique == len(up) * warmup and not w["errors"]
-        await quiesce(pid, 0.3)
+        await quiesce(pids, 0.3)
     if m:
         r = await write_phase(
-            server.port, admin, warmup, m, c, stats, len(up) * m, pid, args.drain_timeout
+            port, admin, warmup, m, c, stats, len(up) * m, cluster, args.drain_timeout
         )
         await asyncio.sleep(0.3)  # late duplicates would show up here
         report.update(phase_figures(r, stats, up, n - len(up), m, warmup))
+        if cluster.size > 1:
+            report.update(cluster_figures(r, up, warmup, cluster.size))
     else:
         report["complete"] = len(up) == n
     report.update({
-        "rss_kib_before": rss_before, "rss_kib_after": rss_after, "rss_kib_end": rss_kib(pid),
+        "rss_kib_before": rss_before, "rss_kib_after": rss_after,
+        "rss_kib_end": sum(map(rss_kib, pids)),
         "kib_per_conn": _r((rss_after - rss_before) / len(up) if up else None),
         "pings": stats.pings, "disconnects": stats.disconnects,
     })  # fmt: skip
@@ -603,7 +784,9 @@ def phase_figures(
     r: dict[str, Any], stats: Stats, up: list[Subscriber], missing: int, m: int, warmup: int
 ) -> dict[str, Any]:
     """The figures of the measured phase (``missing``: subscribers that never connected)."""
-    (t_begin, cpu_begin, me_begin), (t_end, cpu_end, me_end) = r["snap"]["begin"], r["snap"]["end"]
+    (t_begin, cpu_begin, me_begin, _), (t_end, cpu_end, me_end, _) = (
+        r["snap"]["begin"], r["snap"]["end"],
+    )  # fmt: skip
     wall = max(t_end - t_begin, 1e-9)
     lost = missing * m
     duplicates = 0
@@ -634,6 +817,24 @@ def phase_figures(
         "cpu_us_per_write": _r(cpu * 1e6 / m),
         "client_cpu_s": round(me_end - me_begin, 3),
         "client_cpu_pct": round(100 * (me_end - me_begin) / wall, 1),
+    }  # fmt: skip
+
+
+def cluster_figures(
+    r: dict[str, Any], up: list[Subscriber], warmup: int, processes: int
+) -> dict[str, Any]:
+    """Deliveries per process (on its own sockets) and what Redis spent relaying them."""
+    delivered = [0] * processes
+    for s in up:
+        delivered[s.server] += sum(1 for count in s.counts[warmup:] if count)
+    (t_begin, *_, redis_begin), (t_end, *_, redis_end) = r["snap"]["begin"], r["snap"]["end"]
+    figures: dict[str, Any] = {"delivered_per_server": delivered}
+    if redis_begin is None or redis_end is None:  # Redis's CPU is not ours to read
+        return figures | {"redis_cpu_s": None, "redis_cpu_pct": None, "redis_cpu_us_per_msg": None}
+    cpu, wall, total = redis_end - redis_begin, max(t_end - t_begin, 1e-9), sum(delivered)
+    return figures | {
+        "redis_cpu_s": round(cpu, 3), "redis_cpu_pct": round(100 * cpu / wall, 1),
+        "redis_cpu_us_per_msg": _r(cpu * 1e6 / total if total else None),
     }  # fmt: skip
 
 
@@ -671,6 +872,21 @@ def print_human(r: dict[str, Any]) -> None:
             f"p99 {r['write_p99_ms']} ms, errors {r['write_errors']}",
             f"  this client CPU   {r['client_cpu_pct']:.0f} % of a core",
         ]
+    if "processes" in r:
+        lines.append(
+            f"  processes         {r['processes']} (writes to the first): connected "
+            + " / ".join(map(str, r["connected_per_server"]))
+            + (
+                ", delivered " + " / ".join(map(str, r["delivered_per_server"]))
+                if r["writes"]
+                else ""
+            )
+        )
+        if r["writes"]:
+            lines.append(
+                f"  Redis CPU         {r['redis_cpu_s']} s ({r['redis_cpu_pct']} % of a core) = "
+                f"{r['redis_cpu_us_per_msg']} us per delivered message"
+            )
     if "hold_s" in r:
         lines.append(
             f"  idle hold         {r['hold_s']:.0f} s: server CPU {r['hold_cpu_pct']} % of a core, "
@@ -678,7 +894,8 @@ def print_human(r: dict[str, Any]) -> None:
         )
     lines += [
         f"  server RSS        {r['rss_kib_before']} -> {r['rss_kib_after']} KiB = "
-        f"{r['kib_per_conn']} KiB per socket",
+        f"{r['kib_per_conn']} KiB per socket"
+        + (f" (summed over {r['processes']} processes)" if "processes" in r else ""),
         f"  complete          {r['complete']}",
     ]
     print("\n".join(lines), flush=True)
@@ -693,7 +910,7 @@ def default_executable() -> str:
     return shutil.which("livebase") or str(in_checkout)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -710,6 +927,18 @@ def main() -> int:
     ap.add_argument("--drain-timeout", type=float, default=30, help="give up after this many s")
     ap.add_argument("--livebase", default=default_executable(), help="the livebase executable")
     ap.add_argument(
+        "-p", "--processes", type=int, default=1,
+        help="livebase processes (default 1; more share PostgreSQL and Redis)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--redis-url", default=REDIS_URL, help=f"Redis for --processes > 1 (default {REDIS_URL})"
+    )
+    ap.add_argument(
+        "--database-url",
+        help="PostgreSQL for --processes > 1 (default: a throwaway database on "
+        f"{POSTGRES_URL}, dropped afterwards)",
+    )
+    ap.add_argument(
         "--hold", type=float, default=0,
         help="after connecting, hold the idle sockets this many s and report the server's CPU",
     )  # fmt: skip
@@ -718,8 +947,17 @@ def main() -> int:
     args = ap.parse_args()
     if min(args.subscribers, args.concurrency) < 1 or min(args.writes, args.users) < 0:
         ap.error("need --subscribers >= 1, --concurrency >= 1, --writes >= 0, --users >= 0")
+    if args.processes < 1:
+        ap.error("need --processes >= 1")
+    if args.database_url and not args.database_url.startswith("postgresql://"):
+        ap.error("--database-url: postgresql://user@host:port/database")
     if not os.access(args.livebase, os.X_OK):
         ap.error(f"no livebase executable at {args.livebase} (run `make run` once, or --livebase)")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
     fd_limit = raise_fd_limit()
     if fd_limit < args.subscribers + 200:
         log(f"warning: open-file limit {fd_limit} is low for {args.subscribers} sockets")
@@ -728,20 +966,21 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    server = Server(args.livebase, args.keep)
+    cluster = Cluster(args)
     report: dict[str, Any] | None = None
     try:
-        server.start()
-        report = asyncio.run(benchmark(args, server))
+        cluster.setup()
+        report = asyncio.run(benchmark(args, cluster))
     except KeyboardInterrupt:
         log("interrupted")
     except Exception as exc:
         log(f"failed: {exc}")
-        tail = server.tail()
-        if tail and tail not in str(exc):
-            log(f"--- end of the server log:\n{tail}")
+        for server in cluster.servers:
+            tail = server.tail()
+            if tail and tail not in str(exc):
+                log(f"--- end of the {server.name} log:\n{tail}")
     finally:
-        server.stop()
+        cluster.stop()
     if report is None:
         return 2
     report["server_version"] = _version(args.livebase)
