@@ -421,7 +421,7 @@ class Cluster:
                     )
                 except Exception as exc:
                     log(f"could not drop the database {self.created_database}: {exc}")
-        if self.size > 1:
+        if self.size > 1 and self.servers:  # servers were prepared: Redis was up
             try:
                 deleted = redis_delete_keys(self.redis_url, f"{self.redis_key}:*")
                 log(f"deleted {deleted} Redis keys {self.redis_key}:*")
