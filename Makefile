@@ -83,7 +83,30 @@ examples: $(REACT)/dist/index.html $(VUE)/dist/index.html
 test-js: $(VENV)/.installed $(JS_TESTS)/node_modules/.package-lock.json demo-assets
 	node --test $(JS_TESTS)/
 
-test: lint typecheck pytest test-js
+# Chromium for the browser tests: Debian's package, installed when missing and we
+# may (root with apt-get); otherwise a clear error. The tests are never skipped.
+chromium:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the browser tests"; \
+			export DEBIAN_FRONTEND=noninteractive; \
+			apt-get install -y -qq chromium >/dev/null 2>&1 || \
+				{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+		fi; }
+	@test -x $(CHROMIUM) || { echo "error: the browser tests need Chromium at $(CHROMIUM):" \
+		"install Debian's chromium (apt-get install chromium, as root) or set CHROMIUM=/path/to/chromium" >&2; \
+		exit 1; }
+
+$(BROWSER_TESTS)/node_modules/.package-lock.json: $(BROWSER_TESTS)/package-lock.json $(BROWSER_TESTS)/package.json
+	cd $(BROWSER_TESTS) && $(NPM_CI)
+	touch $@
+
+# The demo page and both example builds in headless Chromium (playwright-core);
+# screenshots in build/screenshots/.
+test-browser: $(VENV)/.installed $(BROWSER_TESTS)/node_modules/.package-lock.json demo-assets examples chromium
+	CHROMIUM=$(CHROMIUM) node --test $(BROWSER_TESTS)/
+
+test: lint typecheck pytest test-js test-browser
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis
