@@ -2,7 +2,8 @@
 // the vanilla demo page and the React and Vue example builds, all served by
 // livebase itself. For each: log in through the page's form, see a message
 // that someone else creates through REST appear within 2 s, post one through
-// the page's form, then stop the server and see the page say it is disconnected.
+// the page's form, then stop the server and see the page say it is disconnected,
+// and start it again and see the page reconnect and catch up by itself.
 // Screenshots go to build/screenshots/ for a human to look at.
 
 import assert from 'node:assert/strict';
@@ -19,6 +20,8 @@ const CLIENTS = [
   { name: 'vue-live-feed', path: '/examples/vue-live-feed/', needs: 'examples/vue-live-feed/dist/index.html' },
 ];
 const APPEARS_WITHIN_MS = 2000;
+// socket.io-client retries after 1, 2, 4, 5, 5... s (±50 %).
+const RECONNECT_MS = 15_000;
 const ANN = { email: 'ann@example.com', password: 'ann-password-1' };
 
 let browser;
@@ -107,6 +110,17 @@ for (const client of CLIENTS) {
     await page.waitForSelector('#status[data-state="disconnected"]', { timeout: 10_000 });
     assert.match(await page.textContent('#status'), /disconnected|cannot reach the server/);
     await screenshot(page, `${client.name}-2-disconnected`);
+
+    // It comes back by itself, with what was said while it was away.
+    await server.start();
+    await api.request('POST', '/items/messages', {
+      token: bob.token,
+      json: { text: 'while you were away', author: bob.user.id },
+      expect: 201,
+    });
+    await page.waitForSelector('#status[data-state="connected"]', { timeout: RECONNECT_MS });
+    await page.waitForSelector('#messages li:has-text("while you were away")', { timeout: 5000 });
+    assert.equal(await page.locator('#messages li').count(), 3);
 
     assert.deepEqual(crashes, [], 'uncaught errors in the page');
   });
