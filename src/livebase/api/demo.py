@@ -1,10 +1,15 @@
-"""``/examples/live-feed/``: the live demo page, when ``DEMO_ENABLED``.
+"""The example clients under ``/examples/``, when ``DEMO_ENABLED``.
 
-Static files from ``examples/live-feed`` in the source tree, and nothing else:
-the page signs in and posts through the public REST API and listens over
-Socket.IO like any other client. Its Socket.IO client script is the npm
-package's ``dist/socket.io.min.js``, copied into ``vendor/`` by
-``make demo-assets``; it is served from here, never from a CDN.
+``/examples/live-feed/``: the live demo page, static files from
+``examples/live-feed`` in the source tree, and nothing else. The page signs in
+and posts through the public REST API and listens over Socket.IO like any
+other client. Its Socket.IO client script is the npm package's
+``dist/socket.io.min.js``, copied into ``vendor/`` by ``make demo-assets``;
+it is served from here, never from a CDN.
+
+``/examples/react-live-feed/`` and ``/examples/vue-live-feed/``: the Vite builds
+of the React and Vue examples (``examples/<name>/dist``, made by
+``make examples``). Same origin as the API, so they need no CORS.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from starlette.responses import FileResponse, Response
 
 from livebase.api.deps import ServicesDep
 
-PREFIX = "/examples/live-feed"
 # src/livebase/api/demo.py -> the repository's examples/ (present in a source checkout).
-DEMO_DIR = Path(__file__).resolve().parents[3] / "examples" / "live-feed"
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
+DEMO_DIR = EXAMPLES_DIR / "live-feed"
+BUILT_EXAMPLES = ("react-live-feed", "vue-live-feed")
 VENDORED_CLIENT = "vendor/socket.io.min.js"
 
 # Only these files are served: no directory listing, no path taken from the request.
@@ -32,7 +38,7 @@ _FILES = {
 }
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
-router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router = APIRouter(prefix="/examples", include_in_schema=False)
 
 
 def _file(name: str) -> FileResponse:
@@ -46,12 +52,12 @@ def _file(name: str) -> FileResponse:
     return FileResponse(path, media_type=_FILES[name], headers=_NO_CACHE)
 
 
-@router.get("/")
+@router.get("/live-feed/")
 async def index() -> FileResponse:
     return _file("index.html")
 
 
-@router.get("/config.js")
+@router.get("/live-feed/config.js")
 async def config(services: ServicesDep) -> Response:
     """Where the page finds the Socket.IO server, which settings may have moved."""
     settings = services.settings
@@ -60,6 +66,34 @@ async def config(services: ServicesDep) -> Response:
     return Response(body, media_type="text/javascript; charset=utf-8", headers=_NO_CACHE)
 
 
-@router.get("/{name:path}")
+@router.get("/live-feed/{name:path}")
 async def asset(name: str) -> FileResponse:
     return _file(name)
+
+
+def _built_file(example: str, name: str) -> FileResponse:
+    """A file of the example's Vite build; the path must stay inside ``dist/``."""
+    dist = (EXAMPLES_DIR / example / "dist").resolve()
+    if not (dist / "index.html").is_file():
+        raise HTTPException(404, f"the {example} example is not built yet: run make examples")
+    missing = HTTPException(404, f"no such file in the {example} build: {name[:100]!r}")
+    # No hidden files, and nothing that resolves (through "..", "\\" or a link) out of dist/.
+    if any(part.startswith(".") for part in name.replace("\\", "/").split("/")):
+        raise missing
+    try:
+        path = (dist / (name or "index.html")).resolve()
+    except (OSError, ValueError):  # e.g. a NUL byte
+        raise missing from None
+    if not path.is_relative_to(dist) or not path.is_file():
+        raise missing
+    # Vite puts a content hash in every asset's name; only index.html changes in place.
+    immutable = path.parent == dist / "assets"
+    headers = {"Cache-Control": "public, max-age=31536000, immutable"} if immutable else _NO_CACHE
+    return FileResponse(path, headers=headers)
+
+
+@router.get("/{example}/{name:path}")
+async def built_asset(example: str, name: str) -> FileResponse:
+    if example not in BUILT_EXAMPLES:
+        raise HTTPException(404, f"no such example: {example[:100]!r}")
+    return _built_file(example, name)
