@@ -42,8 +42,11 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy src
 
+# Most tests wait on real servers rather than compute: four workers on two
+# cores take the suite from ~18 to ~11 minutes (PYTEST_WORKERS=0: one process).
+PYTEST_WORKERS ?= 4
 pytest: $(VENV)/.installed-dev
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS)
 
 # npm ci runs again only when node_modules is missing or the lockfile changed.
 $(JS_TESTS)/node_modules/.package-lock.json: $(JS_TESTS)/package-lock.json $(JS_TESTS)/package.json
