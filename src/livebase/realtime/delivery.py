@@ -1,9 +1,14 @@
 """The second half of the event pipeline: writing packets to sockets.
 
 No asyncio task per recipient (python-socketio's ``AsyncManager.emit``
-creates one): each payload becomes one Engine.IO packet, encoded once, put
-straight onto every recipient's outgoing queue. A socket whose queue is past
-the bound is a slow consumer: it is disconnected, and nobody else waits.
+creates one). Each payload is encoded once: as one Engine.IO packet, and,
+for WebSocket clients, as one WebSocket frame. The frame goes straight to
+the connection's transport when nothing is waiting before it
+(:func:`engine.direct_transport`): no per-socket writer task, no ASGI
+message, no framing per recipient. Otherwise (long-polling, an upgrade,
+packets already queued, back-pressure) the packet joins python-engineio's
+queue, which keeps order. A socket whose queue is past the bound is a slow
+consumer: it is disconnected, and nobody else waits.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from livebase.realtime.codec import event_packet
+from livebase.realtime.engine import direct_transport, text_frame
 from livebase.realtime.router import Envelope
 
 
@@ -28,19 +34,30 @@ class Delivery:
         self._max_queue = max_queue
         self._drop = drop
         self.delivered = 0
+        self.direct = 0  # of which written straight to the transport
 
     def deliver(self, envelopes: Iterable[Envelope]) -> None:
         for envelope in envelopes:
             packet = event_packet(envelope.event, envelope.payload)
+            frame = None
             for sid in envelope.sids:
-                self._push(sid, packet)
+                eio_sid = self._eio_sid_of(sid)
+                session = self._eio_sockets.get(eio_sid) if eio_sid else None
+                if session is None or session.closed or session.closing:
+                    continue
+                transport = direct_transport(session)
+                if transport is not None:
+                    if frame is None:
+                        frame = text_frame(packet.encode())
+                    transport.write(frame)
+                    self.direct += 1
+                else:
+                    self._queue(sid, session, packet)
+                    continue
+                self.delivered += 1
 
-    def _push(self, sid: str, packet: Any) -> None:
-        eio_sid = self._eio_sid_of(sid)
-        socket = self._eio_sockets.get(eio_sid) if eio_sid else None
-        if socket is None or socket.closed or socket.closing:
-            return
-        queue = socket.queue
+    def _queue(self, sid: str, session: Any, packet: Any) -> None:
+        queue = session.queue
         if queue.qsize() >= self._max_queue:
             self._drop(
                 sid, f"slow consumer: {queue.qsize()} packets waiting (bound {self._max_queue})"

@@ -11,7 +11,10 @@ candidate for an upstream report:
 - a polling client's pending GET stays open until the ping timeout after its
   session ended (``test_robustness``, ``test_presence``);
 - a slow consumer's session keeps its backlog (and its writer, blocked in a
-  write) until the heartbeat notices (``test_slow_consumer``).
+  write) until the heartbeat notices (``test_slow_consumer``);
+- python-engineio does not keep a session's WebSocket, which the delivery
+  stage needs to write frames directly (:func:`direct_transport`; every
+  realtime test runs over it).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 from typing import Any
 
 import socketio
+from engineio import async_socket
 from engineio.payload import Payload
 
 _log = logging.getLogger("livebase.realtime")
@@ -53,3 +57,65 @@ class EngineWorkarounds(socketio.AsyncServer):  # type: ignore[misc]
             session.queue.task_done()
         await session.close(wait=False, abort=True)
         session.queue.put_nowait(None)  # its writer stops after the write it is stuck in
+
+
+class _Session(async_socket.AsyncSocket):  # type: ignore[misc]
+    """python-engineio's session, remembering the WebSocket it is served over."""
+
+    ws: Any = None
+
+    async def _websocket_handler(self, ws: Any) -> Any:
+        self.ws = ws
+        try:
+            return await super()._websocket_handler(ws)
+        finally:
+            self.ws = None
+
+
+# python-engineio makes its sessions with ``async_socket.AsyncSocket(server, sid)``.
+async_socket.AsyncSocket = _Session
+
+_SansIO: Any
+try:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import (
+        WebSocketsSansIOProtocol as _SansIO,
+    )
+except ImportError:  # pragma: no cover - another ASGI server: the queue path only
+    _SansIO = None
+
+
+def direct_transport(session: Any) -> Any:
+    """The asyncio transport to write this session's next frame to, or None.
+
+    Only when a frame written there now cannot overtake anything: the
+    session is a WebSocket (not polling, not upgrading), python-engineio's
+    writer is idle (its queue is empty and it is waiting on it), and
+    uvicorn's protocol is open and not applying back-pressure. Otherwise the
+    caller uses python-engineio's queue, which keeps order.
+    """
+    ws = session.ws
+    if ws is None or not session.upgraded or session.upgrading:
+        return None
+    queue = session.queue
+    if queue._queue or not queue._getters:
+        return None
+    protocol: Any = getattr(ws.asgi_send, "__self__", None)
+    if _SansIO is None or type(protocol) is not _SansIO:
+        return None
+    if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
+        return None
+    transport = protocol.transport
+    return None if transport.is_closing() else transport
+
+
+def text_frame(text: str) -> bytes:
+    """One unmasked, uncompressed WebSocket text frame (server to client), FIN set."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 65536:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + data

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -65,9 +65,9 @@ class Database:
         self.dialect: str = make_url(driver_url).get_backend_name()
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
-            # A pool of file connections on SQLite buys nothing and keeps
-            # file handles open across tests.
-            kwargs["poolclass"] = NullPool
+            # Opening a connection (an aiosqlite thread, the file, the pragmas)
+            # was a quarter of a socket handshake in the profile: keep a few open.
+            kwargs.update(poolclass=AsyncAdaptedQueuePool, pool_size=4, max_overflow=4)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(driver_url, **kwargs)
