@@ -14,7 +14,9 @@ from livebase.services.errors import Unauthorized
 _bearer = HTTPBearer(auto_error=False, description="A token from /auth/login")
 
 
-def get_services(request: Request) -> Services:
+# async, like every dependency here: FastAPI runs a plain ``def`` dependency in a
+# worker thread, a thread hop per request.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
