@@ -28,6 +28,9 @@ SERVER_OPTIONS: dict[str, Any] = {
     "ws": "websockets-sansio",
     "ws_ping_interval": None,
     "ws_ping_timeout": None,
+    # No permessage-deflate, as socket.io's own default since 3.0: events are
+    # small JSON, and each compressing socket held ~50 KiB of zlib state.
+    "ws_per_message_deflate": False,
     "lifespan": "on",
 }
 # Every delivered message allocates a few short-lived objects per socket;
