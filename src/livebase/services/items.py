@@ -7,7 +7,7 @@ per item after the commit; a write that fails anywhere publishes nothing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
@@ -37,6 +37,9 @@ from livebase.services.values import check_rules, coerce_value, fit_decimal
 from livebase.storage.database import Database
 from livebase.storage.model import Collection, FieldKind
 from livebase.storage.types import utcnow
+
+# Resolved conditions differ per user ($CURRENT_USER): keep the cache bounded.
+_MATCHER_CACHE = 1_000
 
 Item = dict[str, Any]
 MAX_BULK = 1000
@@ -77,6 +80,7 @@ class ItemsService:
         self._hooks = hooks or HookRegistry()
         self._locks = KeyedLocks()
         self._rules: dict[str, CollectionRules] = {}
+        self._matchers: dict[filters.Node, Callable[[Any], bool]] = {}
 
     def set_rules(self, collection: str, rules: CollectionRules) -> None:
         self._rules[collection] = rules
@@ -216,7 +220,7 @@ class ItemsService:
         self, conn: AsyncConnection, collection: Collection, who: Accountability, op: _Op
     ) -> ChangeEvent:
         scope = self._scope(who, collection, op.action)
-        matches = filters.to_predicate(scope.condition)
+        matches = self._matcher(scope.condition)
         previous = None
         if op.action != "create":
             previous = await self._locked_row(conn, collection, op.key)
@@ -354,12 +358,21 @@ class ItemsService:
                 raise BadRequest(f"cannot sort by JSON field {name!r}")
         return sort
 
+    def _matcher(self, condition: filters.Node) -> Callable[[Any], bool]:
+        """The compiled row check for a resolved condition, compiled once (bounded cache)."""
+        matcher = self._matchers.get(condition)
+        if matcher is None:
+            if len(self._matchers) >= _MATCHER_CACHE:
+                self._matchers.clear()
+            matcher = self._matchers[condition] = filters.to_predicate(condition)
+        return matcher
+
     def _answer(self, collection: Collection, scope: Scope | None, event: ChangeEvent) -> Item:
         """What the writer gets back: the item as its read permission shows it."""
         key_only = {collection.primary_key: event.key}
         if scope is None or event.action == "delete":
             return key_only
-        if not filters.to_predicate(scope.condition)(event.item):
+        if not self._matcher(scope.condition)(event.item):
             return key_only
         return {f: event.item.get(f) for f in self._readable(collection, scope)}
 
