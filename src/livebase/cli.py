@@ -12,6 +12,7 @@ from typing import Any
 
 from livebase import __version__
 from livebase.extensions import ExtensionError
+from livebase.realtime.websocket import WebSocketProtocol
 from livebase.settings import (
     ConfigError,
     Settings,
@@ -25,7 +26,7 @@ from livebase.settings import (
 SERVER_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
     "http": "httptools",
-    "ws": "websockets-sansio",
+    "ws": WebSocketProtocol,  # uvicorn's "websockets-sansio", holding less per connection
     "ws_ping_interval": None,
     "ws_ping_timeout": None,
     # No permessage-deflate, as socket.io's own default since 3.0: events are

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,7 +15,7 @@ class Connection:
     eio_sid: str
     who: Accountability
     collections: set[str] = field(default_factory=set)  # collection rooms joined
-    expiry: asyncio.TimerHandle | None = None
+    expiry: int | None = None  # the token-expiry timer's slot on the server's Timers
     dropped: bool = False  # a disconnect is under way
 
     @property
@@ -57,8 +56,6 @@ class Connections:
                 index[key].discard(sid)
                 if not index[key]:
                     del index[key]
-        if connection.expiry is not None:
-            connection.expiry.cancel()
         return connection
 
     def get(self, sid: str) -> Connection | None:

@@ -4,7 +4,7 @@ No asyncio task per recipient (python-socketio's ``AsyncManager.emit``
 creates one). Each payload is encoded once: as one Engine.IO packet, and,
 for WebSocket clients, as one WebSocket frame. The frame goes straight to
 the connection's transport when nothing is waiting before it
-(:func:`engine.direct_transport`): no per-socket writer task, no ASGI
+(:meth:`session.Session.direct_transport`): no per-socket writer task, no ASGI
 message, no framing per recipient. Otherwise (long-polling, an upgrade,
 packets already queued, back-pressure) the packet joins python-engineio's
 queue, which keeps order. A socket whose queue is past the bound is a slow
@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from livebase.realtime.codec import event_packet
-from livebase.realtime.engine import direct_transport, text_frame
 from livebase.realtime.router import Envelope
+from livebase.realtime.session import ws_frame
 
 
 class Delivery:
@@ -45,10 +45,10 @@ class Delivery:
                 session = self._eio_sockets.get(eio_sid) if eio_sid else None
                 if session is None or session.closed or session.closing:
                     continue
-                transport = direct_transport(session)
+                transport = session.direct_transport()
                 if transport is not None:
                     if frame is None:
-                        frame = text_frame(packet.encode())
+                        frame = ws_frame(packet.encode())
                     transport.write(frame)
                     self.direct += 1
                 else:
@@ -63,5 +63,5 @@ class Delivery:
                 sid, f"slow consumer: {queue.qsize()} packets waiting (bound {self._max_queue})"
             )
             return
-        queue.put_nowait(packet)
+        session.push(packet)
         self.delivered += 1

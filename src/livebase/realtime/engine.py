@@ -10,11 +10,14 @@ candidate for an upstream report:
   later message of that socket (``test_robustness``);
 - a polling client's pending GET stays open until the ping timeout after its
   session ended (``test_robustness``, ``test_presence``);
+- a connected socket keeps its whole handshake request (``forget_request``;
+  ``test_memory``);
 - a slow consumer's session keeps its backlog (and its writer, blocked in a
   write) until the heartbeat notices (``test_slow_consumer``);
-- python-engineio does not keep a session's WebSocket, which the delivery
-  stage needs to write frames directly (:func:`direct_transport`; every
-  realtime test runs over it).
+- python-engineio keeps four asyncio tasks per WebSocket session and does
+  not keep the session's WebSocket, which the delivery stage needs to write
+  frames directly: its sessions are :class:`session.Session` (every realtime
+  test runs over it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ import socketio
 from engineio import async_socket
 from engineio.payload import Payload
 
+from livebase.realtime.session import Session
+
 _log = logging.getLogger("livebase.realtime")
+
+# What python-engineio reads of a request's environ after the handshake.
+_STILL_READ = ("asgi.scope", "asgi.receive", "asgi.send", "REMOTE_ADDR")
 
 # The request size stays capped by SOCKET_MAX_MESSAGE_SIZE.
 Payload.max_decode_packets = max(Payload.max_decode_packets, 1024)
@@ -47,75 +55,31 @@ class EngineWorkarounds(socketio.AsyncServer):  # type: ignore[misc]
         if session is not None and not session.upgraded:
             session.queue.put_nowait(None)
 
+    def forget_request(self, eio_sid: str) -> None:
+        """Keep of a connected socket's handshake request only what python-engineio reads again.
+
+        python-socketio keeps the request's WSGI-style environ for the whole
+        session (and, for a WebSocket, so do the frames of the connection's
+        task): ~4 KB of header strings a socket, read only while connecting.
+        """
+        environ = self.environ.get(eio_sid)
+        if environ is None:
+            return
+        kept = {key: environ[key] for key in _STILL_READ if key in environ}
+        environ.clear()
+        environ.update(kept)
+        scope = kept.get("asgi.scope")
+        if scope is not None and scope.get("type") == "websocket":
+            scope["headers"] = []  # read by the handshake and the proxy-headers step only
+
     async def abort_session(self, eio_sid: str) -> None:
         """End an Engine.IO session now, dropping its backlog, instead of at the heartbeat."""
         session = self.eio.sockets.pop(eio_sid, None)
         if session is None or session.closed:
             return
-        while not session.queue.empty():
-            session.queue.get_nowait()
-            session.queue.task_done()
+        session.abort()
         await session.close(wait=False, abort=True)
-        session.queue.put_nowait(None)  # its writer stops after the write it is stuck in
-
-
-class _Session(async_socket.AsyncSocket):  # type: ignore[misc]
-    """python-engineio's session, remembering the WebSocket it is served over."""
-
-    ws: Any = None
-
-    async def _websocket_handler(self, ws: Any) -> Any:
-        self.ws = ws
-        try:
-            return await super()._websocket_handler(ws)
-        finally:
-            self.ws = None
 
 
 # python-engineio makes its sessions with ``async_socket.AsyncSocket(server, sid)``.
-async_socket.AsyncSocket = _Session
-
-_SansIO: Any
-try:
-    from uvicorn.protocols.websockets.websockets_sansio_impl import (
-        WebSocketsSansIOProtocol as _SansIO,
-    )
-except ImportError:  # pragma: no cover - another ASGI server: the queue path only
-    _SansIO = None
-
-
-def direct_transport(session: Any) -> Any:
-    """The asyncio transport to write this session's next frame to, or None.
-
-    Only when a frame written there now cannot overtake anything: the
-    session is a WebSocket (not polling, not upgrading), python-engineio's
-    writer is idle (its queue is empty and it is waiting on it), and
-    uvicorn's protocol is open and not applying back-pressure. Otherwise the
-    caller uses python-engineio's queue, which keeps order.
-    """
-    ws = session.ws
-    if ws is None or not session.upgraded or session.upgrading:
-        return None
-    queue = session.queue
-    if queue._queue or not queue._getters:
-        return None
-    protocol: Any = getattr(ws.asgi_send, "__self__", None)
-    if _SansIO is None or type(protocol) is not _SansIO:
-        return None
-    if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
-        return None
-    transport = protocol.transport
-    return None if transport.is_closing() else transport
-
-
-def text_frame(text: str) -> bytes:
-    """One unmasked, uncompressed WebSocket text frame (server to client), FIN set."""
-    data = text.encode()
-    size = len(data)
-    if size < 126:
-        header = bytes((0x81, size))
-    elif size < 65536:
-        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
-    return header + data
+async_socket.AsyncSocket = Session

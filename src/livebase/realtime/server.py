@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import socketio
@@ -39,6 +40,7 @@ from livebase.realtime.rooms import (
 )
 from livebase.realtime.router import Router, stamped
 from livebase.realtime.service import EventHandler, SocketService
+from livebase.realtime.timers import Timers
 from livebase.services.accountability import ADMIN_ROLE
 from livebase.services.container import Services
 from livebase.services.errors import ServiceError
@@ -84,6 +86,8 @@ class Realtime:
             logger=False,
             engineio_logger=False,
         )
+        # Heartbeats (in the Engine.IO sessions) and token expiries share one set of timers.
+        self.timers = self.sio.eio.timers = Timers()
         self._max_queue = settings.SOCKET_MAX_QUEUE
         self._services: Services | None = None
         self._pending: dict[str, Connection] = {}
@@ -270,6 +274,7 @@ class Realtime:
         if connection is None:
             return
         self.connections.add(connection)
+        self.sio.forget_request(connection.eio_sid)
         if connection.user_id is not None:
             self._manager.join(sid, user_room(connection.user_id))
         if self.settings.SOCKET_AUTO_JOIN_COLLECTIONS:
@@ -291,6 +296,7 @@ class Realtime:
         connection = self.connections.remove(sid)
         if connection is None:
             return
+        self.timers.cancel(connection.expiry, sid)
         self.sio.end_long_poll(connection.eio_sid)
         for collection in connection.collections:
             self.audience.remove(sid, collection)
@@ -321,9 +327,8 @@ class Realtime:
         if connection.expires_at is None:
             return
         delay = max(0.0, connection.expires_at.timestamp() - time.time())
-        connection.expiry = asyncio.get_running_loop().call_later(
-            delay, self._expire, connection.sid
-        )
+        expire = partial(self._expire, connection.sid)
+        connection.expiry = self.timers.call_later(delay, connection.sid, expire)
 
     def _expire(self, sid: str) -> None:
         if self.connections.get(sid) is None:
