@@ -102,6 +102,12 @@ SCHEMA = {
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432"  # trust auth: throwaway databases
+# --server STACK: the same app under another server (bench/stacks.py), same environment.
+STACKS_COMMAND = [sys.executable, str(Path(__file__).resolve().with_name("stacks.py"))]
+STACKS = (
+    "uvicorn-sansio", "uvicorn-sansio-queue", "uvicorn-websockets", "uvicorn-wsproto",
+    "granian", "aiohttp",
+)  # fmt: skip
 
 
 def log(*parts: object) -> None:
@@ -126,7 +132,7 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def quiesce(pids: list[int], min_s: float = 1.0, max_s: float = 60.0) -> float:
+async def quiesce(pids: list[int], servers: int, min_s: float = 1.0, max_s: float = 60.0) -> float:
     """Wait (at least min_s, at most max_s) until the servers use < 10 % of a core each."""
     t0 = time.monotonic()
     await asyncio.sleep(min_s)
@@ -134,7 +140,7 @@ async def quiesce(pids: list[int], min_s: float = 1.0, max_s: float = 60.0) -> f
     while time.monotonic() - t0 < max_s:
         await asyncio.sleep(0.5)
         cur, now = sum(map(cpu_seconds, pids)), time.monotonic()
-        if (cur - prev) / (now - prev_t) < 0.1 * len(pids):
+        if (cur - prev) / (now - prev_t) < 0.1 * servers:
             break
         prev, prev_t = cur, now
     return time.monotonic() - t0
@@ -147,6 +153,24 @@ def raise_fd_limit() -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         return hard
     return soft
+
+
+def descendants(pid: int) -> list[int]:
+    """The PIDs of a process's children, grandchildren... (from /proc/<pid>/task/*/children)."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", encoding="latin-1") as f:
+                children = [int(child) for child in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
 
 
 def percentile(ordered: list[float], p: float) -> float | None:
@@ -237,8 +261,13 @@ class Http:
 
 
 class Server:
-    def __init__(self, exe: str, keep: bool, env: dict[str, str], name: str = "server") -> None:
+    def __init__(
+        self, exe: str, keep: bool, env: dict[str, str], name: str = "server",
+        stack: str | None = None,
+    ) -> None:  # fmt: skip
         self.exe, self.keep, self.name = exe, keep, name
+        self.stack = stack  # None: `livebase serve`; else a bench/stacks.py stack
+        self.children: list[int] = []  # its worker processes (granian), found once healthy
         self.env = env  # overrides: SECRET_KEY, and the cluster's database and Redis
         self.tmp = Path(tempfile.mkdtemp(prefix="livebase-fanout-"))
         self.port = self._free_port()
@@ -256,6 +285,11 @@ class Server:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The server and its worker processes: CPU and RSS are summed over them."""
+        return [self.pid, *self.children]
 
     def start(self) -> None:
         extensions = self.tmp / "extensions"
@@ -280,7 +314,7 @@ class Server:
         env.update(self.env)
         with open(self.log_path, "wb") as logf:  # cwd = temp dir: no stray .env is read
             self.proc = subprocess.Popen(
-                [self.exe, "serve"],
+                [self.exe, "serve"] if self.stack is None else [*STACKS_COMMAND, self.stack],
                 cwd=self.tmp,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -301,6 +335,7 @@ class Server:
             try:
                 status, _ = await http.request("GET", "/health")
                 if status == 200:
+                    self.children = descendants(self.pid)
                     return
             except OSError:
                 pass
@@ -333,6 +368,9 @@ class Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+                for child in self.children:  # workers the killed parent could not stop
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
         if self.keep:
             kept = "server.log" if "DATABASE_URL" in self.env else "server.log, livebase.db"
             log(f"kept {self.tmp} ({kept})")
@@ -373,7 +411,10 @@ class Cluster:
                 SOCKET_REDIS_KEY=self.redis_key,
             )
         names = ["server"] if self.size == 1 else [f"server {i + 1}" for i in range(self.size)]
-        self.servers = [Server(self.args.livebase, self.args.keep, env, name) for name in names]
+        self.servers = [
+            Server(self.args.livebase, self.args.keep, env, name, self.args.server)
+            for name in names
+        ]
 
     async def start(self) -> None:
         """One after the other: the first creates the tables and the administrator."""
@@ -383,7 +424,7 @@ class Cluster:
 
     @property
     def pids(self) -> list[int]:
-        return [server.pid for server in self.servers]
+        return [pid for server in self.servers for pid in server.pids]
 
     def server_cpu(self) -> float:
         return sum(map(cpu_seconds, self.pids))
@@ -728,7 +769,7 @@ async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any
         if not s.up:
             errors[s.error or "?"] = errors.get(s.error or "?", 0) + 1
     log(f"connected {len(up)}/{n} in {connect_s:.2f} s" + (f" errors: {errors}" if errors else ""))
-    settle_s = await quiesce(pids)
+    settle_s = await quiesce(pids, cluster.size)
     rss_after = sum(map(rss_kib, pids))
 
     report: dict[str, Any] = {
@@ -757,7 +798,7 @@ async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any
             port, admin, 0, warmup, c, stats, len(up) * warmup, cluster, args.drain_timeout
         )
         report["warmup_complete"] = stats.unique == len(up) * warmup and not w["errors"]
-        await quiesce(pids, 0.3)
+        await quiesce(pids, cluster.size, 0.3)
     if m:
         r = await write_phase(
             port, admin, warmup, m, c, stats, len(up) * m, cluster, args.drain_timeout
@@ -898,6 +939,8 @@ def print_human(r: dict[str, Any]) -> None:
         + (f" (summed over {r['processes']} processes)" if "processes" in r else ""),
         f"  complete          {r['complete']}",
     ]
+    if "server_stack" in r:
+        lines.insert(1, f"  server stack      {r['server_stack']} (bench/stacks.py)")
     print("\n".join(lines), flush=True)
 
 
@@ -942,6 +985,11 @@ def parse_args() -> argparse.Namespace:
         "--hold", type=float, default=0,
         help="after connecting, hold the idle sockets this many s and report the server's CPU",
     )  # fmt: skip
+    ap.add_argument(
+        "--server", choices=STACKS,
+        help="serve with bench/stacks.py STACK instead of `livebase serve` (same app and "
+        "environment; granian and aiohttp need the `bench` extra)",
+    )  # fmt: skip
     ap.add_argument("--json", action="store_true", help="print one JSON line instead of a table")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (server log, database)")
     args = ap.parse_args()
@@ -984,6 +1032,8 @@ def main() -> int:
     if report is None:
         return 2
     report["server_version"] = _version(args.livebase)
+    if args.server:
+        report["server_stack"] = args.server
     if args.json:
         print(json.dumps(report), flush=True)
     else:
