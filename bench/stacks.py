@@ -12,7 +12,7 @@ thresholds of ``livebase serve``:
   websockets' sans-I/O protocol); the only stack on which the delivery stage
   writes frames straight to the transport;
 - ``uvicorn-sansio-queue``: the same, with the direct path turned off (a
-  control: every packet takes python-engineio's queue, as on the stacks below);
+  control: every packet takes the ASGI ``send``, as on the stacks below);
 - ``uvicorn-websockets``: uvicorn's legacy ``websockets`` protocol (deprecated);
 - ``uvicorn-wsproto``: uvicorn's ``wsproto`` protocol;
 - ``granian``: granian's ASGI interface, one worker process (a child of this
@@ -20,7 +20,9 @@ thresholds of ``livebase serve``:
 - ``aiohttp``: python-socketio in ``aiohttp`` mode on an aiohttp server (uvloop),
   the REST app behind a minimal ASGI bridge written here.
 
-All but the first use python-engineio's per-socket queue and writer task.
+All but the first send every packet through the ASGI ``send`` (python-engineio's
+queue and writer task before the sessions of ``realtime/session.py``; a drain
+task started when packets are waiting since).
 Bench-only: granian and aiohttp come with the ``bench`` extra
 (``pip install -e '.[bench]'``).
 """
@@ -37,15 +39,15 @@ from livebase.cli import GC_THRESHOLDS, SERVER_OPTIONS
 from livebase.settings import Settings, load_settings, prepare_filesystem
 
 UVICORN_WS = {
-    "uvicorn-sansio": "websockets-sansio",
-    "uvicorn-sansio-queue": "websockets-sansio",
+    "uvicorn-sansio": SERVER_OPTIONS["ws"],  # livebase's subclass of websockets-sansio
+    "uvicorn-sansio-queue": SERVER_OPTIONS["ws"],
     "uvicorn-websockets": "websockets",
     "uvicorn-wsproto": "wsproto",
 }
 STACKS = (*UVICORN_WS, "granian", "aiohttp")
 
 
-def serve_uvicorn(settings: Settings, ws: str) -> None:
+def serve_uvicorn(settings: Settings, ws: Any) -> None:
     """As ``livebase serve`` (cli._serve, one worker), with another ``ws`` implementation."""
     import uvicorn
 
@@ -93,7 +95,6 @@ def serve_granian(settings: Settings) -> None:
 
 def serve_aiohttp(settings: Settings) -> None:
     """python-socketio in aiohttp mode; every other path goes to the REST app over ASGI."""
-    import engineio.async_drivers.aiohttp as eio_aiohttp
     import uvloop
     from aiohttp import web
 
@@ -106,10 +107,6 @@ def serve_aiohttp(settings: Settings) -> None:
 
     # livebase builds its Socket.IO server in ASGI mode; here the same class, in aiohttp mode.
     realtime_server.EngineWorkarounds = AiohttpServer  # type: ignore[attr-defined]
-    # engine.direct_transport reads ``ws.asgi_send``, which python-engineio's
-    # aiohttp WebSocket lacks: without this every delivery raises AttributeError.
-    eio_aiohttp.WebSocket.asgi_send = None
-
     rest = create_app(settings)
     aio = web.Application(client_max_size=settings.MAX_REQUEST_BODY_SIZE + 1)
     rest.state.realtime.sio.attach(aio, socketio_path=settings.SOCKET_PATH)
@@ -204,9 +201,10 @@ def main() -> int:
     prepare_filesystem(settings)
     gc.set_threshold(*GC_THRESHOLDS)
     if stack == "uvicorn-sansio-queue":
-        import livebase.realtime.delivery as delivery
+        import livebase.realtime.session as session
 
-        delivery.direct_transport = lambda session: None  # type: ignore[attr-defined]
+        # No frame goes straight to a transport: every packet takes the ASGI send.
+        session._writable_transport = lambda ws: None
     if stack in UVICORN_WS:
         serve_uvicorn(settings, UVICORN_WS[stack])
     elif stack == "granian":
