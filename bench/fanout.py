@@ -30,7 +30,8 @@ and duplicated deliveries per (socket, item); server RSS per connected socket
 (VmRSS before/after connecting, from /proc/<pid>/status); this client's own
 CPU, which should stay well below 100 % for the server to be the bottleneck.
 
-Cluster mode (``--processes P``, P > 1): P ``livebase serve`` processes,
+Cluster mode (``--processes P``, P > 1, or ``--shared`` for one process on the
+same setup): P ``livebase serve`` processes,
 started one after the other (each waited for on ``GET /health``), share a
 PostgreSQL database (``--database-url``; by default a throwaway database with a
 random name on postgresql://postgres@127.0.0.1:5432, trust authentication,
@@ -384,6 +385,7 @@ class Cluster:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.size: int = args.processes
+        self.shared: bool = args.processes > 1 or args.shared  # PostgreSQL and Redis
         self.redis_url: str = args.redis_url
         self.redis_key = f"livebase-fanout-{secrets.token_hex(6)}"  # SOCKET_REDIS_KEY
         self.redis_pid: int | None = None
@@ -394,7 +396,7 @@ class Cluster:
     def setup(self) -> None:
         """Check Redis and create the throwaway database (P > 1); the servers, not started."""
         env = {"SECRET_KEY": secrets.token_urlsafe(36)}  # 48 characters, shared by all
-        if self.size > 1:
+        if self.shared:
             self.redis_pid = redis_pid(self.redis_url)
             if self.database_url is None:
                 name = f"livebase_fanout_{secrets.token_hex(6)}"
@@ -462,7 +464,7 @@ class Cluster:
                     )
                 except Exception as exc:
                     log(f"could not drop the database {self.created_database}: {exc}")
-        if self.size > 1 and self.servers:  # servers were prepared: Redis was up
+        if self.shared and self.servers:  # servers were prepared: Redis was up
             try:
                 deleted = redis_delete_keys(self.redis_url, f"{self.redis_key}:*")
                 log(f"deleted {deleted} Redis keys {self.redis_key}:*")
@@ -777,7 +779,7 @@ async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any
         "connect_s": round(connect_s, 3), "settle_s": round(settle_s, 3),
         "writes": m, "concurrency": c, "warmup_writes": warmup,
     }  # fmt: skip
-    if cluster.size > 1:
+    if cluster.shared:
         report["processes"] = cluster.size
         report["connected_per_server"] = [
             sum(s.server == i for s in up) for i in range(cluster.size)
@@ -805,7 +807,7 @@ async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any
         )
         await asyncio.sleep(0.3)  # late duplicates would show up here
         report.update(phase_figures(r, stats, up, n - len(up), m, warmup))
-        if cluster.size > 1:
+        if cluster.shared:
             report.update(cluster_figures(r, up, warmup, cluster.size))
     else:
         report["complete"] = len(up) == n
@@ -972,6 +974,10 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "-p", "--processes", type=int, default=1,
         help="livebase processes (default 1; more share PostgreSQL and Redis)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--shared", action="store_true",
+        help="PostgreSQL and Redis even for one process (the first point of a scaling series)",
     )  # fmt: skip
     ap.add_argument(
         "--redis-url", default=REDIS_URL, help=f"Redis for --processes > 1 (default {REDIS_URL})"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cluster.conftest import cluster_of, started
@@ -119,3 +120,44 @@ async def test_processes_keep_serving_through_a_redis_outage_and_resume_by_thems
                         assert log.count("is reachable again") == 1, log
     finally:
         first_redis.__exit__(None, None, None)
+
+
+async def test_while_redis_is_away_each_process_decides_presence_and_rate_limits_alone(
+    fresh_database: str, cluster_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    port = free_port()
+    limit = 6  # sign-ins and registrations of the set-up count too, in Redis
+    env = cluster_env(redis_url=f"redis://127.0.0.1:{port}/0", RATE_LIMIT_AUTH=str(limit))
+    redis = redis_server(port, tmp_path)
+    redis.__enter__()
+    try:
+        with started(tmp_path, 2, env) as servers:
+            async with cluster_of(servers) as cluster:
+                a, b = cluster.nodes
+                await a.api.allow("user", "users", "read", fields=["id"])
+                watcher_token, _ = await a.api.user("watcher@example.com")
+                token, ann = await a.api.user("ann@example.com")
+                watcher = await cluster.connect(a, watcher_token, "watcher on A")
+                assert (await watcher.call("join", "presence"))["success"] is True
+
+                redis.__exit__(None, None, None)
+
+                # Presence: A alone decides that ann arrived, and that she left.
+                on_a = await cluster.connect(a, token, "ann on A")
+                await watcher.wait_for("user.connected", lambda p: p["userId"] == ann["id"])
+                await on_a.sio.disconnect()
+                await watcher.wait_for("user.disconnected", lambda p: p["userId"] == ann["id"])
+
+                # Rate limits: a window per process, started when Redis went away.
+                body = {"email": "nobody@example.com", "password": "wrong-password"}
+                async with httpx.AsyncClient() as http:
+                    for node in (a, b):
+                        url = f"{node.url}/auth/login"
+                        codes = [
+                            (await http.post(url, json=body)).status_code for _ in range(limit + 1)
+                        ]
+                        assert codes == [401] * limit + [429], (node.url, codes)
+                for server in servers:
+                    assert server.process.poll() is None, server.output()
+    finally:
+        redis.__exit__(None, None, None)

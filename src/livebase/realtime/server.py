@@ -90,7 +90,8 @@ class Realtime:
         self.timers = self.sio.eio.timers = Timers()
         self._max_queue = settings.SOCKET_MAX_QUEUE
         self._services: Services | None = None
-        self._pending: dict[str, Connection] = {}
+        # Sockets between their handshake and "connect": each with the collections it auto-joins.
+        self._pending: dict[str, tuple[Connection, list[str]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._client_events: dict[str, EventHandler] = {}
         self.connections = Connections()
@@ -156,12 +157,14 @@ class Realtime:
     def publish_to_room(self, room: str, event: str, payload: Any) -> None:
         if self._services is not None:
             self.delivery.deliver(self.router.to_room(room, event, payload))
-            self._manager.send({"m": "room", "r": room, "e": event, "p": payload})
+            if self._manager.clustered:
+                self._manager.send({"m": "room", "r": room, "e": event, "p": payload})
 
     def publish_to_everyone(self, event: str, payload: Any) -> None:
         if self._services is not None:
             self.delivery.deliver(self.router.to_everyone(event, payload))
-            self._manager.send({"m": "all", "e": event, "p": payload})
+            if self._manager.clustered:
+                self._manager.send({"m": "all", "e": event, "p": payload})
 
     def _publish_to_sid(self, sid: str, event: str, payload: Any) -> None:
         self.delivery.deliver(self.router.to_sid(sid, event, payload))
@@ -169,6 +172,8 @@ class Realtime:
     async def _on_event(self, event: Event) -> None:
         """An event of this process: handle it here, then tell the other processes."""
         await self._handle(event)
+        if not self._manager.clustered:
+            return
         if isinstance(event, ChangeEvent):
             if event.collection == "schemas":
                 await self._manager.send_confirmed(wire.change_message(event))
@@ -263,23 +268,27 @@ class Realtime:
         except ServiceError as exc:
             raise socketio.exceptions.ConnectionRefusedError(exc.message) from None
         eio_sid = self._manager.eio_sid_from_sid(sid, NAMESPACE)
-        self._pending[sid] = Connection(sid=sid, eio_sid=eio_sid, who=who)
-        if self.settings.SOCKET_AUTO_JOIN_COLLECTIONS:
-            # In a cluster: hear of changes made elsewhere before the client hears "connect".
-            await self._manager.want(self._services.permissions.readable_collections(who.role))
+        collections = (
+            self._services.permissions.readable_collections(who.role)
+            if self.settings.SOCKET_AUTO_JOIN_COLLECTIONS
+            else []
+        )
+        self._pending[sid] = (Connection(sid=sid, eio_sid=eio_sid, who=who), collections)
+        # In a cluster: hear of changes made elsewhere before the client hears "connect".
+        await self._manager.want(collections)
         return True
 
     async def on_connected(self, sid: str) -> None:
-        connection = self._pending.pop(sid, None)
-        if connection is None:
+        pending = self._pending.pop(sid, None)
+        if pending is None:
             return
+        connection, collections = pending
         self.connections.add(connection)
         self.sio.forget_request(connection.eio_sid)
         if connection.user_id is not None:
             self._manager.join(sid, user_room(connection.user_id))
-        if self.settings.SOCKET_AUTO_JOIN_COLLECTIONS:
-            for collection in self._services.permissions.readable_collections(connection.role):  # type: ignore[union-attr]
-                self._join_collection(connection, collection)
+        for collection in collections:
+            self._join_collection(connection, collection)
         self._schedule_expiry(connection)
         self._publish_to_sid(
             sid, "connected", {"userId": connection.user_id, "role": connection.role}

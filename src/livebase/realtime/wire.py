@@ -67,12 +67,24 @@ def file_event(message: Message, registry: CollectionRegistry) -> FileChanged:
     )
 
 
+# collection name -> (the Collection it was worked out for, its fields that JSON turned into text)
+_retyped_fields: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+
+
+def _fields_to_retype(collection: Any) -> tuple[Any, ...]:
+    cached = _retyped_fields.get(collection.name)
+    if cached is None or cached[0] is not collection:  # a schema change made a new Collection
+        fields = tuple(spec for spec in collection.fields.values() if spec.kind in _RETYPED)
+        cached = _retyped_fields[collection.name] = (collection, fields)
+    return cached[1]
+
+
 def _retyped(registry: CollectionRegistry, name: str, item: dict[str, Any]) -> dict[str, Any]:
     collection = registry.peek(name)
     if collection is None:
         return item
-    for spec in collection.fields.values():
-        if spec.kind in _RETYPED and isinstance(item.get(spec.name), str):
+    for spec in _fields_to_retype(collection):
+        if isinstance(item.get(spec.name), str):
             # Left as sent if it does not parse: a condition on it simply will not match.
             with contextlib.suppress(ServiceError):
                 item[spec.name] = coerce_value(spec.kind, item[spec.name], spec.name)
