@@ -79,6 +79,15 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    @property
+    def returning(self) -> bool:
+        """Whether INSERT and UPDATE … RETURNING work (SQLite >= 3.35, PostgreSQL).
+
+        Known once the first connection told the server version, which start-up makes.
+        """
+        dialect = self.engine.dialect
+        return bool(dialect.insert_returning and dialect.update_returning)
+
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads (autocommit-free, rolled back at the end)."""
