@@ -12,6 +12,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from livebase.storage import sqlite
+
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
 
@@ -68,11 +70,14 @@ class Database:
             # Opening a connection (an aiosqlite thread, the file, the pragmas)
             # was a quarter of a socket handshake in the profile: keep a few open.
             kwargs.update(poolclass=AsyncAdaptedQueuePool, pool_size=4, max_overflow=4)
+            # One trip to the SQLite thread per statement, none to give a connection back.
+            kwargs.update(module=sqlite.OneTripDBAPI(), pool_reset_on_return=None)
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(driver_url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _configure_sqlite)
+            event.listen(self.engine.sync_engine, "reset", sqlite.reset)
         self._write_lock = asyncio.Lock()
 
     @property
