@@ -192,3 +192,43 @@ async def test_password_hashes_never_leave_the_server(api: Api) -> None:
         '/items/users?filter={"password":{"isNull":false}}', headers=api.admin
     )
     assert filtering.status_code == 400
+
+
+# The session cache (services/sessions.py): each token below has been used, so
+# its session is cached; every change must still apply to the very next request.
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("logout", "session revoked (logged out)"),
+        ("suspend", "this account is suspended"),
+        ("delete", "session not found"),
+    ],
+)
+async def test_a_cached_session_is_refused_right_after_a_change(
+    api: Api, change: str, message: str
+) -> None:
+    token, user = await api.user("ivy@example.com")
+    for _ in range(2):
+        await api.ok("GET", "/auth/me", headers=bearer(token))
+    if change == "logout":
+        await api.ok("POST", "/auth/logout", headers=bearer(token))
+    elif change == "suspend":
+        await api.ok(
+            "PATCH", f"/items/users/{user['id']}", headers=api.admin, json={"status": "suspended"}
+        )
+    else:
+        await api.ok("DELETE", f"/items/users/{user['id']}", headers=api.admin)
+    response = await api.client.get("/items/users", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == message
+
+
+async def test_a_cached_session_follows_a_role_change(api: Api) -> None:
+    token, user = await api.user("jo@example.com")
+    assert (await api.client.get("/roles", headers=bearer(token))).status_code == 403
+    await api.ok(
+        "PATCH", f"/items/users/{user['id']}", headers=api.admin, json={"role": "administrator"}
+    )
+    await api.ok("GET", "/roles", headers=bearer(token))
+    await api.ok("PATCH", f"/items/users/{user['id']}", headers=api.admin, json={"role": "user"})
+    assert (await api.client.get("/roles", headers=bearer(token))).status_code == 403

@@ -95,6 +95,23 @@ async def test_logout_on_a_disconnects_the_socket_on_b(two: Cluster) -> None:
     assert bob.sio.connected
 
 
+async def test_a_logout_or_suspension_on_a_is_refused_on_b_at_once(two: Cluster) -> None:
+    # B has just accepted both tokens: nothing it remembers may outlive the change on A.
+    a, b = two.nodes
+    token, _ = await a.api.user("cy@example.com")
+    other_token, other = await a.api.user("di@example.com")
+    for t in (token, other_token):
+        await b.api.ok("GET", "/auth/me", headers=bearer(t))
+    await a.api.ok("POST", "/auth/logout", headers=bearer(token))
+    await a.api.ok(
+        "PATCH", f"/items/users/{other['id']}", headers=a.api.admin, json={"status": "suspended"}
+    )
+    for t, message in ((token, "session revoked (logged out)"), (other_token, "suspended")):
+        response = await b.api.client.get("/auth/me", headers=bearer(t))
+        assert response.status_code == 401
+        assert message in response.json()["error"]["message"]
+
+
 async def test_one_copy_per_socket_when_a_user_is_on_both_nodes(two: Cluster) -> None:
     a, b = two.nodes
     await _posts(two)

@@ -15,8 +15,23 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"request body is larger than {limit} bytes")
 
 
+def _declared_length(scope: Scope) -> int | None:
+    """Content-Length, unless absent, malformed or overridden by Transfer-Encoding."""
+    length = None
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length" and value.isdigit():
+            length = int(value)
+    return length
+
+
 class BodySizeLimit:
-    """Refuse bodies over ``limit`` bytes with 413, whatever Content-Length claims.
+    """Refuse bodies over ``limit`` bytes with 413.
+
+    A declared Content-Length over the limit is refused before reading; a
+    body without one (chunked) is counted as it streams in. Within a declared
+    length the server itself stops at that many bytes.
 
     ``exempt`` (method, path) pairs — file uploads — enforce their own limit.
     """
@@ -32,10 +47,15 @@ class BodySizeLimit:
         if scope["type"] != "http" or (scope["method"], scope["path"]) in self.exempt:
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+        length = _declared_length(scope)
+        if length is not None:
+            if length > self.limit:
                 await self._refuse(scope, receive, send)
                 return
+            # The server reads exactly Content-Length bytes of body, so this one
+            # cannot grow past the limit: no need to count it as it comes.
+            await self.app(scope, receive, send)
+            return
         received = 0
         started = False
 

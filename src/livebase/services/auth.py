@@ -10,9 +10,10 @@ from sqlalchemy import bindparam, select, update
 
 from livebase.services.accountability import PUBLIC, USER_ROLE, Accountability
 from livebase.services.errors import Forbidden, Unauthorized
-from livebase.services.events import EventBus, SessionRevoked
+from livebase.services.events import ChangeEvent, Event, EventBus, SessionRevoked
 from livebase.services.passwords import verify_password
 from livebase.services.ratelimit import RateLimiter
+from livebase.services.sessions import SessionCache
 from livebase.services.tokens import TokenCodec
 from livebase.services.users import insert_user, normalise_email, public_user
 from livebase.storage import system
@@ -50,12 +51,31 @@ class AuthService:
         events: EventBus,
         limiter: RateLimiter,
         public_registration: bool,
+        cache_sessions: bool = False,
     ) -> None:
+        """``cache_sessions``: only for a process alone on its database (see :mod:`sessions`)."""
         self._db = db
         self._tokens = tokens
         self._events = events
         self._limiter = limiter
         self._public_registration = public_registration
+        self._sessions: SessionCache | None = None
+        if cache_sessions:
+            self._sessions = SessionCache()
+            events.subscribe(self._forget)
+
+    async def _forget(self, event: Event) -> None:
+        # Any change to a user (role, status, password, deletion) may change
+        # what its sessions allow; such changes are rare, so forget them all.
+        assert self._sessions is not None
+        if isinstance(event, SessionRevoked):
+            self._sessions.forget_session(event.session_id)
+        elif (
+            isinstance(event, ChangeEvent)
+            and event.collection == "users"
+            and event.action != "create"
+        ):
+            self._sessions.forget_all()
 
     async def register(
         self,
@@ -120,6 +140,17 @@ class AuthService:
         if token is None:
             return PUBLIC
         claims = self._tokens.decode(token)
+        cache = self._sessions
+        if cache is not None:
+            state = cache.get(claims.session_id)
+            if state is not None and state.user_id == claims.user_id:
+                return Accountability(
+                    user_id=claims.user_id,
+                    role=state.role,
+                    session_id=claims.session_id,
+                    expires_at=claims.expires_at,
+                )
+            generation = cache.generation
         async with self._db.connect() as conn:
             result = await conn.execute(_SESSION_STATE, {"session_id": claims.session_id})
             row = result.mappings().first()
@@ -131,6 +162,8 @@ class AuthService:
             raise Unauthorized("user no longer exists", "INVALID_TOKEN")
         if row["status"] != "active":
             raise Unauthorized("this account is suspended", "USER_SUSPENDED")
+        if cache is not None:
+            cache.put(claims.session_id, claims.user_id, row["role"], generation)
         return Accountability(
             user_id=claims.user_id,
             role=row["role"],

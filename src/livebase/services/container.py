@@ -81,6 +81,8 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             events,
             RateLimiter(settings.RATE_LIMIT_AUTH, shared=redis),
             settings.PUBLIC_REGISTRATION,
+            # Alone on its database, this process sees every logout and user change.
+            cache_sessions=redis is None,
         ),
         notifications=NotificationService(db, permissions, events),
         hooks=hooks,

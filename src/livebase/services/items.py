@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Insert, Select, Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,6 +40,7 @@ from livebase.storage.types import utcnow
 
 # Resolved conditions differ per user ($CURRENT_USER): keep the cache bounded.
 _MATCHER_CACHE = 1_000
+_STATEMENT_CACHE = 1_000
 
 Item = dict[str, Any]
 MAX_BULK = 1000
@@ -81,6 +82,7 @@ class ItemsService:
         self._locks = KeyedLocks()
         self._rules: dict[str, CollectionRules] = {}
         self._matchers: dict[filters.Node, Callable[[Any], bool]] = {}
+        self._inserts: dict[Table, Insert] = {}
 
     def set_rules(self, collection: str, rules: CollectionRules) -> None:
         self._rules[collection] = rules
@@ -232,30 +234,54 @@ class ItemsService:
             data = await rules.prepare(conn, op.action, data or {}, previous)
         table = collection.table
         pk = table.c[collection.primary_key]
+        # With RETURNING (SQLite >= 3.35, PostgreSQL) a write hands back the
+        # stored row itself: one statement instead of a write and a re-read.
+        returning = self._db.returning
+        stored: Item | None = None
         try:
             if op.action == "create":
                 assert data is not None
                 values = self._values(collection, scope, data, who, creating=True)
-                result = await conn.execute(insert(table).values(**values))
-                inserted = result.inserted_primary_key
-                key = values.get(collection.primary_key, inserted[0] if inserted else None)
+                if returning:
+                    stored = await _one_row(conn, self._inserting(table), values)
+                    key = stored[collection.primary_key]
+                else:
+                    result = await conn.execute(insert(table).values(**values))
+                    inserted = result.inserted_primary_key
+                    key = values.get(collection.primary_key, inserted[0] if inserted else None)
             elif op.action == "update":
                 assert data is not None
                 values = self._values(collection, scope, data, who, creating=False, key=op.key)
-                await conn.execute(update(table).where(pk == op.key).values(**values))
+                statement = update(table).where(pk == op.key).values(**values)
+                if returning:
+                    stored = await _one_row(conn, statement.returning(*table.c))
+                else:
+                    await conn.execute(statement)
                 key = op.key
             else:
                 await conn.execute(delete(table).where(pk == op.key))
                 key = op.key
         except IntegrityError:
             raise Conflict(f"a value of {collection.name} must be unique and is taken") from None
-        item = previous if op.action == "delete" else await self._locked_row(conn, collection, key)
+        if op.action == "delete":
+            item = previous
+        else:
+            item = stored if stored is not None else await self._locked_row(conn, collection, key)
         assert item is not None
         if op.action != "delete" and not matches(item):
             raise Forbidden(f"the resulting item is outside your {op.action} permission")
         if rules is not None:
             await rules.after_write(conn, op.action, item, previous)
         return ChangeEvent(collection.name, op.action, key, item, previous, who.user_id)
+
+    def _inserting(self, table: Table) -> Insert:
+        """``INSERT … RETURNING *`` for ``table``, built once: values come as parameters."""
+        statement = self._inserts.get(table)
+        if statement is None:
+            if len(self._inserts) >= _STATEMENT_CACHE:
+                self._inserts.clear()  # tables are replaced when schemas change
+            statement = self._inserts[table] = insert(table).returning(*table.c)
+        return statement
 
     async def _locked_row(self, conn: AsyncConnection, collection: Collection, key: Any) -> Item:
         table = collection.table
@@ -393,6 +419,12 @@ class ItemsService:
         if key is None:
             raise BadRequest(f"{prefix}an id is required")
         return key
+
+
+async def _one_row(conn: AsyncConnection, statement: Any, values: Item | None = None) -> Item:
+    # An empty dict would mean "no parameters" to execute(): INSERT … DEFAULT VALUES.
+    result = await conn.execute(statement, values) if values else await conn.execute(statement)
+    return dict(result.mappings().one())
 
 
 def _required(name: str) -> ServiceError:
