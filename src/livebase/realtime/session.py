@@ -210,7 +210,12 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
             if data is None or len(data) > limit:
                 return
             try:
-                await self.receive(packet.Packet(encoded_packet=data))
+                pkt = packet.Packet(encoded_packet=data)
+            except Exception:
+                self.server.logger.info("%s: not an Engine.IO packet, closing", self.sid)
+                return
+            try:
+                await self.receive(pkt)
             except exceptions.UnknownPacketError:
                 pass
             except exceptions.SocketIsClosedError:
