@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from livebase import __version__
 from livebase.api import admin, auth, demo, files, health, items, notifications, stats
 from livebase.api.errors import install_error_handlers
+from livebase.api.fast_create import ItemCreateFastPath
 from livebase.api.limits import BodySizeLimit
 from livebase.api.responses import ORJSONResponse
 from livebase.extensions import load_extensions, mount_routers, start_extensions
@@ -88,6 +89,8 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.DEMO_ENABLED:
         app.include_router(demo.router)
     mount_routers(app, extensions)
+    # Inside the body-size limit, which is added last and so runs first.
+    app.add_middleware(ItemCreateFastPath, state=app.state)
     app.add_middleware(
         BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt={("POST", "/files")}
     )

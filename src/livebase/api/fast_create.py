@@ -1,0 +1,122 @@
+"""``POST /items/{collection}`` without FastAPI's request machinery, for the common case.
+
+Creating an item is the hottest REST call (every realtime change starts
+with one), and FastAPI's routing, dependency solving and body validation
+cost about as much as the create itself: measured on the shared rig's
+``writes`` scenario, ~0.4 ms of ~1.3 ms of server CPU per write.
+
+This middleware answers the requests whose shape leaves nothing to
+interpret: ``POST /items/<name>``, a JSON content type, a body that is a
+JSON object, and either no ``Authorization`` header or ``Bearer <token>``.
+It calls the same services as the FastAPI route (``api/items.py``, which
+stays the documented route) and answers with the same bodies, errors
+included. Any other request, or a body it cannot read as an object, goes
+on to FastAPI unchanged, with its body replayed, so every edge case keeps
+FastAPI's answer (``tests/api/test_fast_create.py`` compares the two).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from livebase.api.responses import ORJSONResponse, error_response
+from livebase.services.errors import ServiceError
+
+_PREFIX = "/items/"
+
+
+class ItemCreateFastPath:
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state  # the FastAPI app's state: its services once started
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        collection = _collection_of(scope)
+        token = _token_of(scope) if collection is not None else False
+        if collection is None or token is False or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        try:
+            values = json.loads(body)  # as FastAPI reads it (orjson differs on huge integers)
+        except ValueError:  # not JSON, not UTF-8: FastAPI words the refusal
+            values = None
+        if not isinstance(values, dict):
+            await self.app(scope, _replay(body, receive), send)
+            return
+        services = self.state.services
+        try:
+            who = await services.auth.authenticate(token)
+            item = await services.items.create(collection, values, who)
+        except ServiceError as exc:
+            response = error_response(exc.status, exc.message, exc.code)
+        else:
+            response = ORJSONResponse({"data": item}, status_code=201)
+        await response(scope, receive, send)
+
+
+def _collection_of(scope: Scope) -> str | None:
+    """``<name>`` of ``POST /items/<name>``; None for any other request."""
+    if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        return None
+    path: str = scope["path"]
+    if not path.startswith(_PREFIX):
+        return None
+    name = path[len(_PREFIX) :]
+    return name if name and "/" not in name else None
+
+
+def _header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == wanted:
+            return bytes(value)
+    return None
+
+
+def _token_of(scope: Scope) -> str | bool | None:
+    """The bearer token, None without the header, False for anything FastAPI should judge."""
+    header = _header(scope, b"authorization")
+    if header is None:
+        return None
+    try:
+        scheme, _, credentials = header.decode("latin-1").partition(" ")
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
+        return False
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else False
+
+
+def _is_json(scope: Scope) -> bool:
+    content_type = _header(scope, b"content-type")
+    if content_type is None:
+        return False
+    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client went away; FastAPI would see the same
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands over the body already read, then the real one."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
