@@ -193,3 +193,48 @@ async def test_dropped_slow_consumer_loses_its_engineio_session(live: Live) -> N
             await asyncio.sleep(0.05)
     finally:
         await stuck.close()
+
+
+async def test_a_client_that_pauses_and_resumes_in_time_gets_everything_in_order(
+    live: Live,
+) -> None:
+    """Back-pressure, then recovery: packets wait in the session's queue (drained by a
+    task through uvicorn) and nothing written straight to the transport overtakes them.
+    """
+    token, _ = await live.api.user("slow@example.com")
+    stuck = await Stuck.connect(live, token)
+    try:
+        session = live.realtime.sio.eio.sockets[stuck.eio_sid]
+        sent = 0
+        while not (session._drain is not None and session.queue.qsize() >= 3):
+            assert sent < MAX_BROADCASTS, "the transport never pushed back"
+            await live.realtime.socket.broadcast("load", {"blob": BLOB, "n": sent})
+            sent += 1
+        assert session.queue.qsize() < MAX_QUEUE  # backed up, not yet a slow consumer
+        for small in range(3):  # small ones must queue behind the big ones too
+            await live.realtime.socket.broadcast("load", {"blob": "", "n": sent + small})
+        sent += 3
+
+        # Read again, with a normal receive buffer: a 4 kB window moves 100 kB slowly.
+        raw = stuck.ws.transport.get_extra_info("socket")
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        got: list[int] = []
+        async with asyncio.timeout(TIMEOUT):
+            while len(got) < sent:
+                message = await stuck.ws.recv()
+                assert isinstance(message, str), message
+                if message.startswith('42["connected",'):
+                    continue
+                assert message.startswith('42["load",'), message[:40]
+                got.append(json.loads(message[2:])[1]["n"])
+        assert got == list(range(sent))
+        assert stuck.sid in live.realtime.connections.by_sid
+
+        # Caught up: the next event goes straight to the transport again.
+        direct = live.realtime.delivery.direct
+        await live.realtime.socket.broadcast("load", {"blob": "", "n": sent})
+        message = await asyncio.wait_for(stuck.ws.recv(), TIMEOUT)
+        assert json.loads(str(message)[2:])[1]["n"] == sent
+        assert live.realtime.delivery.direct == direct + 1
+    finally:
+        await stuck.ws.close()  # still a healthy client: nothing to wait for
