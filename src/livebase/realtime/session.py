@@ -52,9 +52,14 @@ def ws_frame(data: str | bytes) -> bytes:
     return header + data
 
 
+def _protocol_of(ws: Any) -> Any:
+    """The server's protocol object behind python-engineio's ASGI WebSocket, if it has one."""
+    return getattr(getattr(ws, "asgi_send", None), "__self__", None)
+
+
 def _writable_transport(ws: Any) -> Any:
     """uvicorn's transport under this ASGI WebSocket, if a frame may be written to it now."""
-    protocol: Any = getattr(getattr(ws, "asgi_send", None), "__self__", None)
+    protocol = _protocol_of(ws)
     if _SansIO is None or not isinstance(protocol, _SansIO):
         return None
     if protocol.close_sent or protocol.disconnected or not protocol.writable.is_set():
@@ -148,8 +153,7 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
         self.queue.discard_all()
         if self._drain is not None:
             self._drain.cancel()
-        protocol = getattr(getattr(self.ws, "asgi_send", None), "__self__", None)
-        transport = getattr(protocol, "transport", None)
+        transport = getattr(_protocol_of(self.ws), "transport", None)
         if transport is not None:
             transport.abort()
         elif not self.upgraded:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from livebase.services import filters
 from livebase.services.accountability import Accountability
+from livebase.services.bounded import BoundedCache
 from livebase.services.errors import (
     BadRequest,
     Conflict,
@@ -81,8 +82,10 @@ class ItemsService:
         self._hooks = hooks or HookRegistry()
         self._locks = KeyedLocks()
         self._rules: dict[str, CollectionRules] = {}
-        self._matchers: dict[filters.Node, Callable[[Any], bool]] = {}
-        self._inserts: dict[Table, Insert] = {}
+        self._matchers: BoundedCache[filters.Node, Callable[[Any], bool]] = BoundedCache(
+            _MATCHER_CACHE
+        )
+        self._inserts: BoundedCache[Table, Insert] = BoundedCache(_STATEMENT_CACHE)
 
     def set_rules(self, collection: str, rules: CollectionRules) -> None:
         self._rules[collection] = rules
@@ -276,12 +279,8 @@ class ItemsService:
 
     def _inserting(self, table: Table) -> Insert:
         """``INSERT … RETURNING *`` for ``table``, built once: values come as parameters."""
-        statement = self._inserts.get(table)
-        if statement is None:
-            if len(self._inserts) >= _STATEMENT_CACHE:
-                self._inserts.clear()  # tables are replaced when schemas change
-            statement = self._inserts[table] = insert(table).returning(*table.c)
-        return statement
+        # Bounded: tables are replaced when schemas change.
+        return self._inserts.get_or_make(table, _insert_returning)
 
     async def _locked_row(self, conn: AsyncConnection, collection: Collection, key: Any) -> Item:
         table = collection.table
@@ -386,12 +385,7 @@ class ItemsService:
 
     def _matcher(self, condition: filters.Node) -> Callable[[Any], bool]:
         """The compiled row check for a resolved condition, compiled once (bounded cache)."""
-        matcher = self._matchers.get(condition)
-        if matcher is None:
-            if len(self._matchers) >= _MATCHER_CACHE:
-                self._matchers.clear()
-            matcher = self._matchers[condition] = filters.to_predicate(condition)
-        return matcher
+        return self._matchers.get_or_make(condition, filters.to_predicate)
 
     def _answer(self, collection: Collection, scope: Scope | None, event: ChangeEvent) -> Item:
         """What the writer gets back: the item as its read permission shows it."""
@@ -419,6 +413,10 @@ class ItemsService:
         if key is None:
             raise BadRequest(f"{prefix}an id is required")
         return key
+
+
+def _insert_returning(table: Table) -> Insert:
+    return insert(table).returning(*table.c)
 
 
 async def _one_row(conn: AsyncConnection, statement: Any, values: Item | None = None) -> Item:

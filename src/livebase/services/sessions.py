@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from livebase.services.bounded import BoundedCache
+
 # Bounded, since sessions come and go; refilling costs one query per session.
 _MAX_SESSIONS = 10_000
 # A safety net, not the mechanism: the events above forget an entry at once.
@@ -42,7 +44,7 @@ class SessionCache:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._states: dict[str, SessionState] = {}
+        self._states: BoundedCache[str, SessionState] = BoundedCache(_MAX_SESSIONS)
         self._generation = 0
         self._clock = clock
 
@@ -58,11 +60,8 @@ class SessionCache:
         return state
 
     def put(self, session_id: str, user_id: str, role: str, generation: int) -> None:
-        if generation != self._generation:
-            return
-        if len(self._states) >= _MAX_SESSIONS:
-            self._states.clear()
-        self._states[session_id] = SessionState(user_id, role, self._clock())
+        if generation == self._generation:
+            self._states.put(session_id, SessionState(user_id, role, self._clock()))
 
     def forget_session(self, session_id: str) -> None:
         self._generation += 1

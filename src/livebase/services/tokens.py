@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from livebase.services.bounded import BoundedCache
 from livebase.services.errors import Unauthorized
 
 _ALGORITHM = "HS256"
@@ -29,7 +30,7 @@ class TokenCodec:
     def __init__(self, secret: str, lifetime_seconds: int) -> None:
         self._secret = secret
         self.lifetime = timedelta(seconds=lifetime_seconds)
-        self._verified: dict[str, TokenClaims] = {}
+        self._verified: BoundedCache[str, TokenClaims] = BoundedCache(_VERIFIED_CACHE)
 
     def issue(self, user_id: str, role: str, session_id: str, expires_at: datetime) -> str:
         now = datetime.now(UTC)
@@ -46,10 +47,7 @@ class TokenCodec:
         """Verify a token; every refusal is :class:`Unauthorized` with one clear message."""
         claims = self._verified.get(token)
         if claims is None:
-            claims = self._verify(token)
-            if len(self._verified) >= _VERIFIED_CACHE:
-                self._verified.clear()
-            self._verified[token] = claims
+            claims = self._verified.put(token, self._verify(token))
         elif claims.expires_at <= datetime.now(UTC):
             del self._verified[token]
             raise Unauthorized("token expired", "TOKEN_EXPIRED")
