@@ -8,12 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from livebase.storage import sqlite
+
+# Prepared inserts per (table, column keys); tables are replaced on schema changes.
+_PREPARED_INSERTS = 1_000
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -81,6 +84,7 @@ class Database:
             event.listen(self.engine.sync_engine, "reset", sqlite.reset)
         self._write_lock = asyncio.Lock()
         self._writer_conn: AsyncConnection | None = None
+        self._inserts: dict[tuple[Table, tuple[str, ...]], sqlite.InsertOne] = {}
 
     @property
     def is_sqlite(self) -> bool:
@@ -112,6 +116,30 @@ class Database:
         else:
             async with self.engine.begin() as conn:
                 yield conn
+
+    async def insert_one(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
+        """Insert one row in a transaction of its own; the row as stored (RETURNING).
+
+        On SQLite the whole transaction is one trip to the SQLite thread
+        (:class:`sqlite.InsertOne`); a unique violation raises SQLAlchemy's
+        ``IntegrityError`` either way. Needs :attr:`returning`.
+        """
+        if not self.is_sqlite:
+            async with self.transaction() as conn:
+                result = await conn.execute(insert(table).returning(*table.c), values)
+                return dict(result.mappings().one())
+        keys = tuple(values)
+        prepared = self._inserts.get((table, keys))
+        if prepared is None:
+            if len(self._inserts) >= _PREPARED_INSERTS:
+                self._inserts.clear()
+            prepared = sqlite.InsertOne(table, keys, self.engine.dialect)
+            self._inserts[(table, keys)] = prepared
+        async with self._write_lock:
+            conn = await self._writer()
+            # Connected and valid (see _writer): no I/O behind this property.
+            fairy = conn.sync_connection.connection  # type: ignore[union-attr]
+            return await prepared.run(fairy.dbapi_connection, values)
 
     async def _writer(self) -> AsyncConnection:
         """SQLite's one writer keeps its connection (under the write lock).
