@@ -73,37 +73,3 @@ async def test_an_uncommitted_write_is_rolled_back_when_the_connection_goes_back
     async with db.connect() as conn:
         names = (await conn.execute(select(_things.c.name))).scalars().all()
         assert names == [None, None, None]
-
-
-async def test_insert_one_commits_the_row_it_returns_in_one_go(db: Database) -> None:
-    first = await db.insert_one(_things, {"name": "a"})
-    second = await db.insert_one(_things, {})  # no values: INSERT … DEFAULT VALUES
-    assert (first, second) == ({"id": 1, "name": "a"}, {"id": 2, "name": None})
-    async with db.connect() as conn:  # another connection sees both: committed
-        rows = (await conn.execute(select(_things).order_by(_things.c.id))).all()
-    assert [tuple(row) for row in rows] == [(1, "a"), (2, None)]
-
-
-async def test_insert_one_refuses_with_sqlalchemys_error_and_leaves_the_writer_clean(
-    db: Database,
-) -> None:
-    await db.insert_one(_things, {"name": "x"})
-    with pytest.raises(IntegrityError):
-        await db.insert_one(_things, {"name": "x"})
-    async with db.transaction() as conn:  # the writer is outside any transaction again
-        await conn.execute(insert(_things).values(name="y"))
-    assert await db.insert_one(_things, {"name": "z"}) == {"id": 3, "name": "z"}
-    async with db.connect() as conn:
-        names = (await conn.execute(select(_things.c.name).order_by(_things.c.id))).scalars()
-        assert names.all() == ["x", "y", "z"]
-
-
-def test_an_insert_sqlalchemy_would_add_parameters_to_is_not_prepared() -> None:
-    from sqlalchemy.dialects import sqlite as sqlite_dialect
-
-    from livebase.storage.sqlite import InsertOne
-
-    table = Table("stamped", MetaData(), Column("id", Integer, primary_key=True),
-                  Column("kind", String(10), default="plain"))  # fmt: skip
-    with pytest.raises(ValueError, match="cannot prepare"):
-        InsertOne(table, ("id",), sqlite_dialect.dialect())

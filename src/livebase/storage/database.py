@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Table, event, insert
@@ -14,6 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from livebase.storage import sqlite
+from livebase.storage.sqlite_insert import (
+    CHECKPOINT_EVERY,
+    InsertOne,
+    LoopWriter,
+    insert_in_thread,
+)
+
+_log = logging.getLogger("livebase.storage")
 
 # Prepared inserts per (table, column keys); tables are replaced on schema changes.
 _PREPARED_INSERTS = 1_000
@@ -28,6 +38,14 @@ def async_url(url: str) -> str:
     if backend not in _DRIVERS:
         raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")
     return parsed.set(drivername=_DRIVERS[backend]).render_as_string(hide_password=False)
+
+
+def _file_of(url: str) -> Path | None:
+    """The file of a plain SQLite URL; None for memory databases and URI options."""
+    parsed = make_url(url)
+    if not parsed.database or parsed.database == ":memory:" or parsed.query:
+        return None
+    return Path(parsed.database)
 
 
 def _sqlite_lower(value: Any) -> Any:
@@ -84,7 +102,12 @@ class Database:
             event.listen(self.engine.sync_engine, "reset", sqlite.reset)
         self._write_lock = asyncio.Lock()
         self._writer_conn: AsyncConnection | None = None
-        self._inserts: dict[tuple[Table, tuple[str, ...]], sqlite.InsertOne] = {}
+        self._inserts: dict[tuple[Table, tuple[str, ...]], InsertOne] = {}
+        # SQLite: lone inserts on the event loop, through a connection of their
+        # own, opened at the first one (a file database only).
+        self._loop_path = _file_of(driver_url) if self.dialect == "sqlite" else None
+        self._loop_writer: LoopWriter | None = None
+        self._checkpointing: asyncio.Task[None] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -120,26 +143,58 @@ class Database:
     async def insert_one(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
         """Insert one row in a transaction of its own; the row as stored (RETURNING).
 
-        On SQLite the whole transaction is one trip to the SQLite thread
-        (:class:`sqlite.InsertOne`); a unique violation raises SQLAlchemy's
-        ``IntegrityError`` either way. Needs :attr:`returning`.
+        On SQLite, usually on the event loop itself, else in one trip to the
+        SQLite thread (``storage/sqlite_insert.py`` says why and when). A
+        unique violation raises SQLAlchemy's ``IntegrityError`` either way.
+        Needs :attr:`returning`.
         """
         if not self.is_sqlite:
             async with self.transaction() as conn:
                 result = await conn.execute(insert(table).returning(*table.c), values)
                 return dict(result.mappings().one())
-        keys = tuple(values)
+        prepared = self._prepared_insert(table, tuple(values))
+        parameters = prepared.parameters(values)
+        async with self._write_lock:
+            if self._loop_writer is None and self._loop_path is not None:
+                self._loop_writer = LoopWriter.open(self._loop_path, _configure_sqlite)
+                self._loop_path = None  # tried once: None from here on means the thread
+            row = None
+            if self._loop_writer is not None:
+                row = self._loop_writer.try_insert(prepared, parameters)
+            if row is None:
+                conn = await self._writer()
+                # Connected and valid (see _writer): no I/O behind this property.
+                fairy = conn.sync_connection.connection  # type: ignore[union-attr]
+                row = await insert_in_thread(fairy.dbapi_connection, prepared, parameters)
+        if self._loop_writer is not None and self._loop_writer.commits >= CHECKPOINT_EVERY:
+            self._loop_writer.commits = 0
+            self._checkpoint_soon()
+        return prepared.item(row)
+
+    def _prepared_insert(self, table: Table, keys: tuple[str, ...]) -> InsertOne:
         prepared = self._inserts.get((table, keys))
         if prepared is None:
             if len(self._inserts) >= _PREPARED_INSERTS:
                 self._inserts.clear()
-            prepared = sqlite.InsertOne(table, keys, self.engine.dialect)
+            prepared = InsertOne(table, keys, self.engine.dialect)
             self._inserts[(table, keys)] = prepared
-        async with self._write_lock:
-            conn = await self._writer()
-            # Connected and valid (see _writer): no I/O behind this property.
-            fairy = conn.sync_connection.connection  # type: ignore[union-attr]
-            return await prepared.run(fairy.dbapi_connection, values)
+        return prepared
+
+    def _checkpoint_soon(self) -> None:
+        """A PASSIVE WAL checkpoint in a pooled connection's thread, if none is running.
+
+        The loop writer never checkpoints itself (see ``sqlite_insert``);
+        without this its WAL file would only grow.
+        """
+        if self._checkpointing is None or self._checkpointing.done():
+            self._checkpointing = asyncio.get_running_loop().create_task(self._checkpoint())
+
+    async def _checkpoint(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        except Exception:  # the next one will try again; a failed one loses nothing
+            _log.warning("SQLite WAL checkpoint failed", exc_info=True)
 
     async def _writer(self) -> AsyncConnection:
         """SQLite's one writer keeps its connection (under the write lock).
@@ -176,6 +231,11 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        if self._checkpointing is not None:
+            await asyncio.gather(self._checkpointing, return_exceptions=True)
+        if self._loop_writer is not None:
+            self._loop_writer.close()
+            self._loop_writer = None
         if self._writer_conn is not None:
             conn, self._writer_conn = self._writer_conn, None
             await conn.close()

@@ -11,10 +11,8 @@ errors are translated, is SQLAlchemy's. Both libraries are pinned in
 pyproject.toml, since this leans on their adapter classes
 (``sqlalchemy.dialects.sqlite.aiosqlite``) and on aiosqlite's ``_execute``.
 
-:class:`InsertOne` goes one step further for the hottest write, a lone item
-create: the insert and its commit in one trip, with SQLAlchemy's statement
-compiled once and its type conversions applied, but without its execution
-machinery (about a tenth of a REST create's CPU on the event loop).
+``storage/sqlite_insert.py`` goes further for the hottest write, a lone item
+create.
 """
 
 from __future__ import annotations
@@ -25,14 +23,11 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import aiosqlite
-from sqlalchemy import Table, insert
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, int, int | None, list[Any]]
@@ -142,64 +137,3 @@ def reset(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
         return  # as SQLAlchemy's own reset: nothing to do, or no event loop to do it on
     if dbapi_connection.in_transaction:
         dbapi_connection.rollback()
-
-
-def _insert_committed(conn: sqlite3.Connection, sql: str, parameters: list[Any]) -> Any:
-    """In the SQLite thread: INSERT … RETURNING one row, then COMMIT, or roll back."""
-    cursor = conn.cursor()
-    try:
-        cursor.execute(sql, parameters)  # sqlite3 opens the transaction, as for SQLAlchemy
-        row = cursor.fetchone()
-        cursor.fetchall()  # step the statement to its end: COMMIT refuses a running one
-        conn.commit()
-        return row
-    except BaseException:
-        conn.rollback()
-        raise
-    finally:
-        cursor.close()
-
-
-class InsertOne:
-    """``INSERT INTO table (keys…) VALUES (…) RETURNING *``, prepared once per table and keys.
-
-    The SQL, the parameter order and each column's conversions to and from
-    SQLite come from SQLAlchemy (the statement compiled for this dialect,
-    ``dialect_impl(...).bind_processor``/``result_processor``), so a row
-    written here reads back exactly as one written through SQLAlchemy.
-    """
-
-    __slots__ = ("_binds", "_columns", "sql")
-
-    def __init__(self, table: Table, keys: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = insert(table).returning(*table.c).compile(dialect=dialect, column_keys=keys)
-        names = compiled.positiontup or ()
-        if set(names) != set(keys):  # a column default of SQLAlchemy's would add parameters
-            raise ValueError(f"cannot prepare an insert of {keys} into {table.name}")
-        self.sql = str(compiled)
-        self._binds = [(name, _processor(table, name, dialect, "bind")) for name in names]
-        self._columns = [(c.key, _processor(table, c.key, dialect, "result")) for c in table.c]
-
-    async def run(self, dbapi_connection: Any, values: dict[str, Any]) -> dict[str, Any]:
-        """Insert ``values`` and commit, on a connection outside any transaction."""
-        parameters = [
-            values[name] if process is None else process(values[name])
-            for name, process in self._binds
-        ]
-        connection = cast(aiosqlite.Connection, dbapi_connection._connection)
-        try:
-            async with dbapi_connection._execute_mutex:
-                row = await connection._execute(  # type: ignore[no-untyped-call]
-                    _insert_committed, connection._conn, self.sql, parameters
-                )
-        except sqlite3.Error as exc:  # the exception SQLAlchemy would have raised
-            raise DBAPIError.instance(self.sql, parameters, exc, sqlite3.Error) from exc
-        return {
-            key: value if process is None else process(value)
-            for (key, process), value in zip(self._columns, row, strict=True)
-        }
-
-
-def _processor(table: Table, name: str, dialect: Dialect, which: str) -> Any:
-    impl = table.c[name].type.dialect_impl(dialect)
-    return impl.bind_processor(dialect) if which == "bind" else impl.result_processor(dialect, None)

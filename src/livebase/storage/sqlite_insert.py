@@ -1,0 +1,158 @@
+"""A lone insert on SQLite, committed in one go, usually right on the event loop.
+
+Creating one item is the hottest write (every realtime change starts with
+one). Through SQLAlchemy and aiosqlite it paid for SQLAlchemy's execution
+machinery and for two trips to aiosqlite's thread (the statement, the
+commit). A trip is not just a thread wake-up: the SQLite thread needs the
+GIL for its Python parts while the busy event loop holds it, so each trip
+costs several GIL hand-offs and context switches, more than the INSERT and
+COMMIT themselves (tens of µs in WAL mode, where a commit does not fsync).
+
+So :class:`InsertOne` keeps what SQLAlchemy knows (the statement compiled
+for the dialect, each column's conversions to and from SQLite) and
+:class:`LoopWriter` runs it on a connection of its own on the event loop,
+under the database's write lock. It is guarded so that the loop never waits
+on SQLite:
+
+- busy timeout 0: if another process holds SQLite's write lock, the insert
+  is refused at once and the caller takes aiosqlite's thread, which waits;
+- no automatic checkpoint (it fsyncs): the caller checkpoints from a
+  thread every :data:`CHECKPOINT_EVERY` commits;
+- rows with more than :data:`LOOP_MAX_BYTES` of text go to the thread;
+- only in WAL mode (elsewhere every commit syncs the journal).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import aiosqlite
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, StatementError
+
+CHECKPOINT_EVERY = 500
+LOOP_MAX_BYTES = 64 * 1024
+_SQLITE_BUSY = 5
+
+
+class InsertOne:
+    """``INSERT INTO table (keys…) VALUES (…) RETURNING *``, prepared once per table and keys.
+
+    The SQL, the parameter order and each column's conversions to and from
+    SQLite come from SQLAlchemy (the statement compiled for this dialect,
+    ``dialect_impl(...).bind_processor``/``result_processor``), so a row
+    written here reads back exactly as one written through SQLAlchemy.
+    """
+
+    __slots__ = ("_binds", "_columns", "sql")
+
+    def __init__(self, table: Table, keys: tuple[str, ...], dialect: Dialect) -> None:
+        compiled = insert(table).returning(*table.c).compile(dialect=dialect, column_keys=keys)
+        names = compiled.positiontup or ()
+        if set(names) != set(keys):  # a column default of SQLAlchemy's would add parameters
+            raise ValueError(f"cannot prepare an insert of {keys} into {table.name}")
+        self.sql = str(compiled)
+        self._binds = [(name, _processor(table, name, dialect, "bind")) for name in names]
+        self._columns = [(c.key, _processor(table, c.key, dialect, "result")) for c in table.c]
+
+    def parameters(self, values: dict[str, Any]) -> list[Any]:
+        return [
+            values[name] if process is None else process(values[name])
+            for name, process in self._binds
+        ]
+
+    def item(self, row: Any) -> dict[str, Any]:
+        return {
+            key: value if process is None else process(value)
+            for (key, process), value in zip(self._columns, row, strict=True)
+        }
+
+    def error(self, exc: sqlite3.Error, parameters: list[Any]) -> StatementError:
+        """The exception SQLAlchemy would have raised (IntegrityError for a taken value)."""
+        return DBAPIError.instance(self.sql, parameters, exc, sqlite3.Error)
+
+
+class LoopWriter:
+    """A SQLite connection for lone inserts on the event loop (see the module's notes)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._connection = connection
+        self.commits = 0  # since the last checkpoint was asked for
+
+    @classmethod
+    def open(cls, path: Path, configure: Callable[[Any, Any], None]) -> LoopWriter | None:
+        """A writer on ``path`` configured like the pool's connections; None outside WAL mode."""
+        connection = sqlite3.connect(path, check_same_thread=False)
+        configure(connection, None)
+        connection.execute("PRAGMA busy_timeout=0")
+        connection.execute("PRAGMA wal_autocheckpoint=0")
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        if mode != "wal":
+            connection.close()
+            return None
+        return cls(connection)
+
+    def try_insert(self, prepared: InsertOne, parameters: list[Any]) -> Any | None:
+        """The inserted row, committed; None if the thread should do it instead."""
+        if _text_bytes(parameters) > LOOP_MAX_BYTES:
+            return None
+        try:
+            row = _insert_committed(self._connection, prepared.sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF == _SQLITE_BUSY:  # another process writes
+                return None
+            raise prepared.error(exc, parameters) from exc
+        except sqlite3.Error as exc:
+            raise prepared.error(exc, parameters) from exc
+        self.commits += 1
+        return row
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+async def insert_in_thread(
+    dbapi_connection: Any, prepared: InsertOne, parameters: list[Any]
+) -> Any:
+    """The same insert and commit in one trip to a pooled connection's aiosqlite thread.
+
+    ``dbapi_connection`` is SQLAlchemy's adapter (``storage/sqlite.py``) of a
+    connection outside any transaction.
+    """
+    connection = cast(aiosqlite.Connection, dbapi_connection._connection)
+    try:
+        async with dbapi_connection._execute_mutex:
+            return await connection._execute(  # type: ignore[no-untyped-call]
+                _insert_committed, connection._conn, prepared.sql, parameters
+            )
+    except sqlite3.Error as exc:
+        raise prepared.error(exc, parameters) from exc
+
+
+def _insert_committed(conn: sqlite3.Connection, sql: str, parameters: list[Any]) -> Any:
+    """INSERT … RETURNING one row, then COMMIT; or roll back."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, parameters)  # sqlite3 opens the transaction, as for SQLAlchemy
+        row = cursor.fetchone()
+        cursor.fetchall()  # step the statement to its end: COMMIT refuses a running one
+        conn.commit()
+        return row
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        cursor.close()
+
+
+def _text_bytes(parameters: list[Any]) -> int:
+    return sum(len(p) for p in parameters if isinstance(p, str | bytes))
+
+
+def _processor(table: Table, name: str, dialect: Dialect, which: str) -> Any:
+    impl = table.c[name].type.dialect_impl(dialect)
+    return impl.bind_processor(dialect) if which == "bind" else impl.result_processor(dialect, None)
