@@ -14,7 +14,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
 from livebase.storage import sqlite_insert
-from livebase.storage.database import Database
+from livebase.storage.database import Database, returning_insert
 from livebase.storage.sqlite_insert import InsertOne
 
 _meta = MetaData()
@@ -120,7 +120,7 @@ def test_an_insert_sqlalchemy_would_add_parameters_to_is_not_prepared() -> None:
     table = Table("stamped", MetaData(), Column("id", Integer, primary_key=True),
                   Column("kind", String(10), default="plain"))  # fmt: skip
     with pytest.raises(ValueError, match="cannot prepare"):
-        InsertOne(table, ("id",), sqlite_dialect.dialect())
+        InsertOne(returning_insert(table), ("id",), sqlite_dialect.dialect())
 
 
 def test_the_loop_writer_is_only_for_wal_mode(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Insert, Select, Table, delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,13 +35,12 @@ from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
 from livebase.services.registry import CollectionRegistry
 from livebase.services.values import check_rules, coerce_value, fit_decimal
-from livebase.storage.database import Database
+from livebase.storage.database import Database, returning_insert
 from livebase.storage.model import Collection, FieldKind
 from livebase.storage.types import utcnow
 
 # Resolved conditions differ per user ($CURRENT_USER): keep the cache bounded.
 _MATCHER_CACHE = 1_000
-_STATEMENT_CACHE = 1_000
 
 Item = dict[str, Any]
 MAX_BULK = 1000
@@ -85,7 +84,6 @@ class ItemsService:
         self._matchers: BoundedCache[filters.Node, Callable[[Any], bool]] = BoundedCache(
             _MATCHER_CACHE
         )
-        self._inserts: BoundedCache[Table, Insert] = BoundedCache(_STATEMENT_CACHE)
 
     def set_rules(self, collection: str, rules: CollectionRules) -> None:
         self._rules[collection] = rules
@@ -277,7 +275,7 @@ class ItemsService:
                 assert data is not None
                 values = self._values(collection, scope, data, who, creating=True)
                 if returning:
-                    stored = await _one_row(conn, self._inserting(table), values)
+                    stored = await _one_row(conn, returning_insert(table), values)
                     key = stored[collection.primary_key]
                 else:
                     result = await conn.execute(insert(table).values(**values))
@@ -307,11 +305,6 @@ class ItemsService:
         if rules is not None:
             await rules.after_write(conn, op.action, item, previous)
         return ChangeEvent(collection.name, op.action, key, item, previous, who.user_id)
-
-    def _inserting(self, table: Table) -> Insert:
-        """``INSERT … RETURNING *`` for ``table``, built once: values come as parameters."""
-        # Bounded: tables are replaced when schemas change.
-        return self._inserts.get_or_make(table, _insert_returning)
 
     async def _locked_row(self, conn: AsyncConnection, collection: Collection, key: Any) -> Item:
         table = collection.table
@@ -444,10 +437,6 @@ class ItemsService:
         if key is None:
             raise BadRequest(f"{prefix}an id is required")
         return key
-
-
-def _insert_returning(table: Table) -> Insert:
-    return insert(table).returning(*table.c)
 
 
 async def _one_row(conn: AsyncConnection, statement: Any, values: Item | None = None) -> Item:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, event, insert
+from sqlalchemy import Insert, Table, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -38,6 +39,12 @@ def async_url(url: str) -> str:
     if backend not in _DRIVERS:
         raise ValueError(f"unsupported database {backend!r}: use sqlite:// or postgresql://")
     return parsed.set(drivername=_DRIVERS[backend]).render_as_string(hide_password=False)
+
+
+@functools.lru_cache(maxsize=_PREPARED_INSERTS)
+def returning_insert(table: Table) -> Insert:
+    """``INSERT … RETURNING *`` into ``table``, built once: values come as parameters."""
+    return insert(table).returning(*table.c)
 
 
 def _file_of(url: str) -> Path | None:
@@ -150,7 +157,7 @@ class Database:
         """
         if not self.is_sqlite:
             async with self.transaction() as conn:
-                result = await conn.execute(insert(table).returning(*table.c), values)
+                result = await conn.execute(returning_insert(table), values)
                 return dict(result.mappings().one())
         prepared = self._prepared_insert(table, tuple(values))
         parameters = prepared.parameters(values)
@@ -176,7 +183,7 @@ class Database:
         if prepared is None:
             if len(self._inserts) >= _PREPARED_INSERTS:
                 self._inserts.clear()
-            prepared = InsertOne(table, keys, self.engine.dialect)
+            prepared = InsertOne(returning_insert(table), keys, self.engine.dialect)
             self._inserts[(table, keys)] = prepared
         return prepared
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiosqlite
-from sqlalchemy import Table, insert
+from sqlalchemy import Insert, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
 
@@ -50,8 +50,10 @@ class InsertOne:
 
     __slots__ = ("_binds", "_columns", "sql")
 
-    def __init__(self, table: Table, keys: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = insert(table).returning(*table.c).compile(dialect=dialect, column_keys=keys)
+    def __init__(self, statement: Insert, keys: tuple[str, ...], dialect: Dialect) -> None:
+        """``statement`` is ``insert(table).returning(*table.c)``; ``keys`` the columns given."""
+        table = cast(Table, statement.table)
+        compiled = statement.compile(dialect=dialect, column_keys=keys)
         names = compiled.positiontup or ()
         if set(names) != set(keys):  # a column default of SQLAlchemy's would add parameters
             raise ValueError(f"cannot prepare an insert of {keys} into {table.name}")
@@ -86,7 +88,7 @@ class LoopWriter:
     @classmethod
     def open(cls, path: Path, configure: Callable[[Any, Any], None]) -> LoopWriter | None:
         """A writer on ``path`` configured like the pool's connections; None outside WAL mode."""
-        connection = sqlite3.connect(path, check_same_thread=False)
+        connection = sqlite3.connect(path)  # used on the event loop's thread only
         configure(connection, None)
         connection.execute("PRAGMA busy_timeout=0")
         connection.execute("PRAGMA wal_autocheckpoint=0")
