@@ -5,40 +5,17 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, insert, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
 from livebase.storage import sqlite_insert
 from livebase.storage.database import Database, returning_insert
 from livebase.storage.sqlite_insert import InsertOne
-
-_meta = MetaData()
-_things = Table(
-    "things",
-    _meta,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(50), unique=True),
-    Column("body", Text),
-)
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "test.db"
-
-
-@pytest.fixture
-async def db(path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{path}")
-    async with database.transaction() as conn:
-        await conn.run_sync(_meta.create_all)
-    yield database
-    await database.dispose()
+from tests.storage.conftest import THINGS
 
 
 def _size(path: Path) -> int:
@@ -47,13 +24,13 @@ def _size(path: Path) -> int:
 
 async def _names(db: Database) -> list[str | None]:
     async with db.connect() as conn:  # another connection: sees only what is committed
-        return list((await conn.execute(select(_things.c.name).order_by(_things.c.id))).scalars())
+        return list((await conn.execute(select(THINGS.c.name).order_by(THINGS.c.id))).scalars())
 
 
 async def test_the_row_comes_back_as_stored_and_committed(db: Database) -> None:
-    first = await db.insert_one(_things, {"name": "a"})
-    second = await db.insert_one(_things, {})  # no values: INSERT … DEFAULT VALUES
-    big = await db.insert_one(_things, {"name": "big", "body": "é" * 100_000})  # the thread's
+    first = await db.insert_one(THINGS, {"name": "a"})
+    second = await db.insert_one(THINGS, {})  # no values: INSERT … DEFAULT VALUES
+    big = await db.insert_one(THINGS, {"name": "big", "body": "é" * 100_000})  # the thread's
     assert first == {"id": 1, "name": "a", "body": None}
     assert second == {"id": 2, "name": None, "body": None}
     assert big == {"id": 3, "name": "big", "body": "é" * 100_000}
@@ -63,28 +40,28 @@ async def test_the_row_comes_back_as_stored_and_committed(db: Database) -> None:
 async def test_a_taken_value_is_sqlalchemys_error_and_leaves_the_writers_clean(
     db: Database,
 ) -> None:
-    await db.insert_one(_things, {"name": "x"})
+    await db.insert_one(THINGS, {"name": "x"})
     with pytest.raises(IntegrityError):
-        await db.insert_one(_things, {"name": "x"})
+        await db.insert_one(THINGS, {"name": "x"})
     with pytest.raises(IntegrityError):  # a big row: refused in the thread, the same way
-        await db.insert_one(_things, {"name": "x", "body": "b" * 100_000})
+        await db.insert_one(THINGS, {"name": "x", "body": "b" * 100_000})
     async with db.transaction() as conn:  # the general path's writer is free
-        await conn.execute(insert(_things).values(name="y"))
-    assert (await db.insert_one(_things, {"name": "z"}))["name"] == "z"
+        await conn.execute(insert(THINGS).values(name="y"))
+    assert (await db.insert_one(THINGS, {"name": "z"}))["name"] == "z"
     assert await _names(db) == ["x", "y", "z"]
 
 
 async def test_another_process_holding_the_write_lock_never_stalls_the_loop(
     db: Database, path: Path
 ) -> None:
-    await db.insert_one(_things, {"name": "before"})  # the loop writer is open
+    await db.insert_one(THINGS, {"name": "before"})  # the loop writer is open
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")  # SQLite's write lock, as another process would hold it
     other.execute("INSERT INTO things (name) VALUES ('other')")
     release = threading.Timer(1.0, other.execute, ("COMMIT",))  # that process, a second later
     release.start()
     try:
-        pending = asyncio.create_task(db.insert_one(_things, {"name": "waits"}))
+        pending = asyncio.create_task(db.insert_one(THINGS, {"name": "waits"}))
         turns = 0
         while not pending.done():
             await asyncio.sleep(0.01)
@@ -105,7 +82,7 @@ async def test_rows_reach_the_database_file_not_only_the_wal(
     monkeypatch.setattr("livebase.storage.database.CHECKPOINT_EVERY", 50)
     size_before = _size(path)
     for i in range(200):
-        await db.insert_one(_things, {"name": f"n{i}", "body": "x" * 500})
+        await db.insert_one(THINGS, {"name": f"n{i}", "body": "x" * 500})
     for _ in range(100):  # the last checkpoint runs in a thread: wait for it, boundedly
         if _size(path) > size_before + 50 * 500:
             break
