@@ -105,3 +105,12 @@ def test_the_loop_writer_is_only_for_wal_mode(tmp_path: Path) -> None:
         connection.execute("PRAGMA journal_mode=DELETE")
 
     assert sqlite_insert.LoopWriter.open(tmp_path / "plain.db", rollback_journal) is None
+
+
+def test_a_loop_writer_sqlite_will_not_configure_leaves_creates_to_the_thread(
+    tmp_path: Path,
+) -> None:
+    def failing(connection: sqlite3.Connection, _record: object) -> None:
+        connection.execute("PRAGMA no_such_thing(")
+
+    assert sqlite_insert.LoopWriter.open(tmp_path / "broken.db", failing) is None

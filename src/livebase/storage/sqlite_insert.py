@@ -24,6 +24,7 @@ on SQLite:
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,8 @@ import aiosqlite
 from sqlalchemy import Insert, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, StatementError
+
+_log = logging.getLogger("livebase.storage")
 
 CHECKPOINT_EVERY = 500
 LOOP_MAX_BYTES = 64 * 1024
@@ -87,16 +90,26 @@ class LoopWriter:
 
     @classmethod
     def open(cls, path: Path, configure: Callable[[Any, Any], None]) -> LoopWriter | None:
-        """A writer on ``path`` configured like the pool's connections; None outside WAL mode."""
-        connection = sqlite3.connect(path)  # used on the event loop's thread only
-        configure(connection, None)
-        connection.execute("PRAGMA busy_timeout=0")
-        connection.execute("PRAGMA wal_autocheckpoint=0")
-        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-        if mode != "wal":
+        """A writer on ``path`` configured like the pool's connections.
+
+        None outside WAL mode, or if SQLite would not open or configure it
+        (the thread does everything then, as before this writer existed).
+        """
+        connection = None
+        try:
+            connection = sqlite3.connect(path)  # used on the event loop's thread only
+            configure(connection, None)
+            connection.execute("PRAGMA busy_timeout=0")
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        except sqlite3.Error:
+            _log.warning("no SQLite writer on the event loop; creates use a thread", exc_info=True)
+            mode = None
+        if connection is not None and mode == "wal":
+            return cls(connection)
+        if connection is not None:
             connection.close()
-            return None
-        return cls(connection)
+        return None
 
     def try_insert(self, prepared: InsertOne, parameters: list[Any]) -> Any | None:
         """The inserted row, committed; None if the thread should do it instead."""
