@@ -78,6 +78,18 @@ class Cluster:
         await client.wait_for("connected")
         return client
 
+    async def watch_presence(self, node: Node) -> tuple[Client, str, dict[str, Any]]:
+        """A watcher socket on ``node`` in the presence room, and a user to watch.
+
+        Returns the watcher, the user's token and the user (ann@example.com).
+        """
+        await node.api.allow("user", "users", "read", fields=["id"])
+        watcher_token, _ = await node.api.user("watcher@example.com")
+        token, user = await node.api.user("ann@example.com")
+        watcher = await self.connect(node, watcher_token, "watcher")
+        assert (await watcher.call("join", "presence"))["success"] is True
+        return watcher, token, user
+
     async def emit(self, node: Node, to: str, target: str | None, event: str, payload: Any) -> None:
         body = {"to": to, "id": target, "event": event, "payload": payload}
         await node.api.ok("POST", "/probe/emit", json=body)

@@ -140,11 +140,7 @@ async def test_two_hundred_rapid_writes_through_a_arrive_in_order_on_b(two: Clus
 
 async def test_presence_is_cluster_wide(two: Cluster) -> None:
     a, b = two.nodes
-    await a.api.allow("user", "users", "read", fields=["id"])
-    watcher_token, _ = await a.api.user("watcher@example.com")
-    token, user = await a.api.user("ann@example.com")
-    watcher = await two.connect(a, watcher_token, "watcher on A")
-    assert (await watcher.call("join", "presence"))["success"] is True
+    watcher, token, user = await two.watch_presence(a)
 
     def about_ann(event: str) -> list[Any]:
         return [p for p in watcher.received(event) if p["userId"] == user["id"]]

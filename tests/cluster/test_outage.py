@@ -134,11 +134,7 @@ async def test_while_redis_is_away_each_process_decides_presence_and_rate_limits
         with started(tmp_path, 2, env) as servers:
             async with cluster_of(servers) as cluster:
                 a, b = cluster.nodes
-                await a.api.allow("user", "users", "read", fields=["id"])
-                watcher_token, _ = await a.api.user("watcher@example.com")
-                token, ann = await a.api.user("ann@example.com")
-                watcher = await cluster.connect(a, watcher_token, "watcher on A")
-                assert (await watcher.call("join", "presence"))["success"] is True
+                watcher, token, ann = await cluster.watch_presence(a)
 
                 redis.__exit__(None, None, None)
 
