@@ -79,7 +79,7 @@ async def test_another_process_holding_the_write_lock_never_stalls_the_loop(
 async def test_rows_reach_the_database_file_not_only_the_wal(
     db: Database, path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("livebase.storage.database.CHECKPOINT_EVERY", 50)
+    monkeypatch.setattr("livebase.storage.sqlite_insert.CHECKPOINT_EVERY", 50)
     size_before = _size(path)
     for i in range(200):
         await db.insert_one(THINGS, {"name": f"n{i}", "body": "x" * 500})

@@ -16,9 +16,9 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from livebase.bounded import BoundedCache
 from livebase.services import filters
 from livebase.services.accountability import Accountability
-from livebase.services.bounded import BoundedCache
 from livebase.services.errors import (
     BadRequest,
     Conflict,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from livebase.services.bounded import BoundedCache
+from livebase.bounded import BoundedCache
 
 # Bounded, since sessions come and go; refilling costs one query per session.
 _MAX_SESSIONS = 10_000

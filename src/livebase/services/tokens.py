@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
-from livebase.services.bounded import BoundedCache
+from livebase.bounded import BoundedCache
 from livebase.services.errors import Unauthorized
 
 _ALGORITHM = "HS256"

@@ -16,13 +16,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from livebase.bounded import BoundedCache
 from livebase.storage import sqlite
-from livebase.storage.sqlite_insert import (
-    CHECKPOINT_EVERY,
-    InsertOne,
-    LoopWriter,
-    insert_in_thread,
-)
+from livebase.storage.sqlite_insert import InsertOne, LoopWriter, insert_in_thread
 
 _log = logging.getLogger("livebase.storage")
 
@@ -109,7 +105,9 @@ class Database:
             event.listen(self.engine.sync_engine, "reset", sqlite.reset)
         self._write_lock = asyncio.Lock()
         self._writer_conn: AsyncConnection | None = None
-        self._inserts: dict[tuple[Table, tuple[str, ...]], InsertOne] = {}
+        self._inserts: BoundedCache[tuple[Table, tuple[str, ...]], InsertOne] = BoundedCache(
+            _PREPARED_INSERTS
+        )
         # SQLite: lone inserts on the event loop, through a connection of their
         # own, opened at the first one (a file database only).
         self._loop_path = _file_of(driver_url) if self.dialect == "sqlite" else None
@@ -159,33 +157,30 @@ class Database:
             async with self.transaction() as conn:
                 result = await conn.execute(returning_insert(table), values)
                 return dict(result.mappings().one())
-        prepared = self._prepared_insert(table, tuple(values))
+        prepared = self._inserts.get_or_make((table, tuple(values)), self._prepare_insert)
         parameters = prepared.parameters(values)
         async with self._write_lock:
-            if self._loop_writer is None and self._loop_path is not None:
-                self._loop_writer = LoopWriter.open(self._loop_path, _configure_sqlite)
-                self._loop_path = None  # tried once: None from here on means the thread
-            row = None
-            if self._loop_writer is not None:
-                row = self._loop_writer.try_insert(prepared, parameters)
+            writer = self._open_loop_writer()
+            row = writer.try_insert(prepared, parameters) if writer is not None else None
             if row is None:
                 conn = await self._writer()
                 # Connected and valid (see _writer): no I/O behind this property.
                 fairy = conn.sync_connection.connection  # type: ignore[union-attr]
                 row = await insert_in_thread(fairy.dbapi_connection, prepared, parameters)
-        if self._loop_writer is not None and self._loop_writer.commits >= CHECKPOINT_EVERY:
-            self._loop_writer.commits = 0
+        if writer is not None and writer.checkpoint_due():
             self._checkpoint_soon()
         return prepared.item(row)
 
-    def _prepared_insert(self, table: Table, keys: tuple[str, ...]) -> InsertOne:
-        prepared = self._inserts.get((table, keys))
-        if prepared is None:
-            if len(self._inserts) >= _PREPARED_INSERTS:
-                self._inserts.clear()
-            prepared = InsertOne(returning_insert(table), keys, self.engine.dialect)
-            self._inserts[(table, keys)] = prepared
-        return prepared
+    def _prepare_insert(self, key: tuple[Table, tuple[str, ...]]) -> InsertOne:
+        table, keys = key
+        return InsertOne(returning_insert(table), keys, self.engine.dialect)
+
+    def _open_loop_writer(self) -> LoopWriter | None:
+        """The loop writer, opened at the first lone insert (tried once)."""
+        if self._loop_writer is None and self._loop_path is not None:
+            self._loop_writer = LoopWriter.open(self._loop_path, _configure_sqlite)
+            self._loop_path = None  # from here on, no writer means the thread
+        return self._loop_writer
 
     def _checkpoint_soon(self) -> None:
         """A PASSIVE WAL checkpoint in a pooled connection's thread, if none is running.

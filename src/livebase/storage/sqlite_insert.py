@@ -86,7 +86,7 @@ class LoopWriter:
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
-        self.commits = 0  # since the last checkpoint was asked for
+        self._commits = 0  # since a checkpoint was last due
 
     @classmethod
     def open(cls, path: Path, configure: Callable[[Any, Any], None]) -> LoopWriter | None:
@@ -123,8 +123,15 @@ class LoopWriter:
             raise prepared.error(exc, parameters) from exc
         except sqlite3.Error as exc:
             raise prepared.error(exc, parameters) from exc
-        self.commits += 1
+        self._commits += 1
         return row
+
+    def checkpoint_due(self) -> bool:
+        """True once every :data:`CHECKPOINT_EVERY` commits: time to checkpoint from a thread."""
+        if self._commits < CHECKPOINT_EVERY:
+            return False
+        self._commits = 0
+        return True
 
     def close(self) -> None:
         self._connection.close()
