@@ -64,6 +64,20 @@ CASES: list[tuple[str, str, dict[str, Any], int | None]] = [
     ("GET", "/items/posts", {"params": {"offset": "-1"}}, 400),
     ("GET", "/items/posts", {"params": {"search": "x" * 500}}, 400),
     ("GET", "/items/posts", {"params": {"search": "a\u0000b"}}, 400),
+    *[
+        ("GET", path, {"params": params}, 400)
+        for path in ("/items/posts", "/files", "/notifications")
+        for params in (
+            {"limit": str(2**63)},
+            {"limit": str(2**31)},
+            {"offset": "99999999999999999999"},
+            {"offset": str(2**63 - 1)},
+            {"offset": "9" * 5000},
+            {"page": str(2**62), "limit": "100"},
+            {"page": str(2**31), "limit": "2"},
+            {"page": str(2**63 - 1), "limit": str(2**31 - 1)},
+        )
+    ],
     ("GET", "/items/n'ope", {}, 404),
     ("GET", "/items/" + "a" * 5000, {}, 404),
     ("POST", "/schemas", {"json": {"collectionName": "a;b", "schema": {}}}, 400),

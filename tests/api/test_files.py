@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,45 @@ async def test_file_permissions(api: Api) -> None:
     ).status_code == 403
     assert (await api.client.get(f"/assets/{anns['id']}", headers=bearer(ann_token))).content == PNG
     await api.ok("DELETE", f"/files/{anns['id']}", headers=bearer(ann_token))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"filter": json.dumps({"filename": {"startsWith": "s"}})},
+        {"filter": json.dumps({"OR": [{"id": {"isNull": True}}, {"size": {"gt": 10}}]})},
+        {"filter": json.dumps({"uploadedBy": {"isNotNull": True}})},
+        {"sort": "filename"},
+        {"sort": json.dumps({"size": "desc"})},
+        {"sort": "-uploadedBy"},
+        {"fields": "id,filename"},
+    ],
+)
+async def test_a_field_the_caller_may_not_read_is_403_in_a_file_query(
+    api: Api, params: dict[str, str]
+) -> None:
+    await _upload(api, filename="secret-plan.png", isPublic="true")
+    token, _ = await api.user("id-only@example.com")
+    await api.allow("user", "files", "read", fields=["id"])
+
+    listed = await api.ok("GET", "/files", headers=bearer(token))
+    assert [set(row) for row in listed["data"]] == [{"id"}]
+    refused = await api.client.get("/files", headers=bearer(token), params=params)
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "FORBIDDEN"
+    assert "secret" not in refused.text
+
+
+async def test_file_lists_take_the_items_query_parameters(api: Api) -> None:
+    await _upload(api, filename="b.png", title="Beta")
+    await _upload(api, filename="a.png", title="Alpha")
+    await _upload(api, filename="c.png", title="Gamma")
+    by_name = await api.ok("GET", "/files", headers=api.admin, params={"sort": "filename"})
+    assert [row["filename"] for row in by_name["data"]] == ["a.png", "b.png", "c.png"]
+    found = await api.ok(
+        "GET", "/files", headers=api.admin, params={"search": "gam", "fields": "title"}
+    )
+    assert found["data"] == [{"id": found["data"][0]["id"], "title": "Gamma"}]
+    params = {"sort": "-filename", "limit": "1", "offset": "1"}
+    paged = await api.ok("GET", "/files", headers=api.admin, params=params)
+    assert [row["filename"] for row in paged["data"]] == ["b.png"] and paged["totalCount"] == 3

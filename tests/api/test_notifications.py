@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 import pytest
 
+from livebase.services.notifications import MAX_MARK_SEEN
 from tests.helpers import Api, bearer
 
 NIL = "00000000-0000-4000-8000-000000000000"
@@ -120,3 +122,49 @@ async def test_bad_send_bodies_are_4xx(api: Api, body: dict) -> None:
 async def test_anonymous_has_no_notifications(api: Api) -> None:
     assert (await api.client.get("/notifications")).status_code == 401
     assert (await api.client.post("/notifications/mark-seen")).status_code == 401
+
+
+async def test_mark_seen_caps_its_ids_and_its_error(api: Api) -> None:
+    token, user = await api.user("ann@example.com")
+    (sent,) = await _send(api, [user["id"]])
+    unknown = [str(uuid.uuid4()) for _ in range(MAX_MARK_SEEN)]
+    headers = bearer(token)
+
+    too_many = await api.client.post(
+        "/notifications/mark-seen",
+        headers=headers,
+        json={"notificationIds": [sent["id"], *unknown]},
+    )
+    assert too_many.status_code == 400, too_many.text[:300]
+    assert f"at most {MAX_MARK_SEEN}" in too_many.json()["error"]["message"]
+
+    missing = await api.client.post(
+        "/notifications/mark-seen", headers=headers, json={"notificationIds": unknown}
+    )
+    assert missing.status_code == 404
+    message = missing.json()["error"]["message"]
+    assert sum(key in message for key in unknown) == 10
+    assert message.endswith(f"and {MAX_MARK_SEEN - 10} more") and len(missing.content) < 1000
+    assert (await api.ok("GET", "/notifications/unread/count", headers=headers))["data"] == {
+        "count": 1
+    }
+
+
+async def test_notification_lists_check_their_query_like_items(api: Api) -> None:
+    token, user = await api.user("ann@example.com")
+    await _send(api, [user["id"]], "b")
+    await _send(api, [user["id"]], "a")
+    headers = bearer(token)
+    by_title = await api.ok(
+        "GET", "/notifications", headers=headers, params={"sort": "title", "fields": "title"}
+    )
+    assert [n["title"] for n in by_title["data"]] == ["a", "b"]
+    assert set(by_title["data"][0]) == {"id", "title"}
+    for params in (
+        {"filter": json.dumps({"password": {"eq": "x"}})},
+        {"sort": "nope"},
+        {"sort": "data"},
+        {"fields": "storageKey"},
+    ):
+        response = await api.client.get("/notifications", headers=headers, params=params)
+        assert response.status_code == 400, (params, response.text)

@@ -130,7 +130,8 @@ async def test_writes_outside_conditions_are_403(notes: Api) -> None:
         response = await api.client.request(
             method, f"/items/notes/{theirs['id']}", headers=headers, json=body
         )
-        assert response.status_code == 403
+        # Not readable either: answered as a missing row (docs/decisions.md).
+        assert response.status_code == 404
     not_allowed_field = await api.client.patch(
         f"/items/notes/{mine['data']['id']}", headers=headers, json={"owner": other["id"]}
     )
@@ -272,3 +273,85 @@ async def test_current_user_never_matches_anonymous_clients(notes: Api) -> None:
     await api.allow("public", "notes", "read", conditions={"owner": {"eq": "$CURRENT_USER"}})
     listed = await api.ok("GET", "/items/notes")
     assert listed["data"] == [] and listed["totalCount"] == 0
+
+
+async def test_a_row_the_caller_cannot_read_is_404_to_update_and_delete(notes: Api) -> None:
+    api = notes
+    token, me = await api.user("reader@example.com")
+    _, other = await api.user("other@example.com")
+    own = {"owner": {"eq": "$CURRENT_USER"}}
+    team = {"audience": {"eq": "team"}}
+    await api.allow("user", "notes", "read", conditions={"OR": [own, team]})
+    await api.allow("user", "notes", "update", conditions=own)
+    await api.allow("user", "notes", "delete", conditions=own)
+    hidden = {"title": "hidden", "owner": other["id"]}
+    shared = {"title": "shared", "owner": other["id"], "audience": "team"}
+    ids = {}
+    for name, body in (("hidden", hidden), ("shared", shared)):
+        created = await api.ok("POST", "/items/notes", 201, headers=api.admin, json=body)
+        ids[name] = created["data"]["id"]
+    headers = bearer(token)
+    missing = "00000000-0000-4000-8000-000000000000"
+
+    answers = {}
+    for name, key in (("hidden", ids["hidden"]), ("missing", missing), ("shared", ids["shared"])):
+        for method, body in (("GET", None), ("PATCH", {"title": "x"}), ("DELETE", None)):
+            response = await api.client.request(
+                method, f"/items/notes/{key}", headers=headers, json=body
+            )
+            error = response.json().get("error", {})
+            answers[name, method] = (response.status_code, error.get("code"))
+    # A row it cannot read answers exactly as a missing one; one it reads but may
+    # not change stays 403.
+    for method in ("GET", "PATCH", "DELETE"):
+        assert answers["hidden", method] == answers["missing", method] == (404, "ITEM_NOT_FOUND")
+    assert answers["shared", "PATCH"] == answers["shared", "DELETE"] == (403, "FORBIDDEN")
+    bulk = (("PATCH", [{"id": ids["hidden"], "title": "x"}]), ("DELETE", [ids["hidden"]]))
+    for method, body in bulk:
+        response = await api.client.request(method, "/items/notes/bulk", headers=headers, json=body)
+        assert response.status_code == 404, response.text
+
+    rows = await api.ok("GET", "/items/notes", headers=api.admin, params={"sort": "title"})
+    assert [(r["title"], r["owner"]) for r in rows["data"]] == [
+        ("hidden", other["id"]),
+        ("shared", other["id"]),
+    ]
+    assert me["id"] != other["id"]
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast path", "FastAPI route"])
+async def test_id_is_a_create_field_like_any_other(notes: Api, fast_path: bool) -> None:
+    api = notes
+    token, _ = await api.user("creator@example.com")
+    rule = await api.allow("user", "notes", "create", fields=["title"])
+    await api.allow("user", "notes", "read", fields=["title"])
+    headers = bearer(token)
+    # FastAPI reads any application/*+json body; the fast path only application/json.
+    headers["Content-Type"] = "application/json" if fast_path else "application/livebase+json"
+    seeded = await api.ok("POST", "/items/notes", 201, headers=api.admin, json={"title": "a"})
+    taken = seeded["data"]["id"]
+    free = "11111111-1111-4111-8111-111111111111"
+
+    for key in (taken, free):
+        response = await api.client.post(
+            "/items/notes", headers=headers, content=json.dumps({"id": key, "title": "b"})
+        )
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["message"] == "you may not write field 'id' of notes"
+    bulk = await api.client.post(
+        "/items/notes/bulk", headers=headers, json=[{"title": "c"}, {"id": free, "title": "d"}]
+    )
+    assert bulk.status_code == 403 and "item 1:" in bulk.json()["error"]["message"]
+    created = await api.ok("POST", "/items/notes", 201, headers=headers, json={"title": "e"})
+    assert created["data"]["id"] not in (taken, free)
+
+    fields = {"fields": ["id", "title"]}
+    await api.ok("PATCH", f"/permissions/{rule['id']}", headers=api.admin, json=fields)
+    chosen = await api.ok(
+        "POST", "/items/notes", 201, headers=headers, json={"id": free, "title": "f"}
+    )
+    assert chosen["data"]["id"] == free
+    admin_chosen = "22222222-2222-4222-8222-222222222222"
+    await api.ok(
+        "POST", "/items/notes", 201, headers=api.admin, json={"id": admin_chosen, "title": "g"}
+    )

@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from livebase.api.bodies import read_body, replay
 from livebase.api.responses import ORJSONResponse, error_response
 from livebase.services.errors import ServiceError
 
@@ -39,13 +40,13 @@ class ItemCreateFastPath:
         if collection is None or token is False or not _is_json(scope):
             await self.app(scope, receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         try:
             values = json.loads(body)  # as FastAPI reads it (orjson differs on huge integers)
-        except ValueError:  # not JSON, not UTF-8: FastAPI words the refusal
+        except (ValueError, RecursionError):  # not JSON: FastAPI words the refusal
             values = None
         if not isinstance(values, dict):
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         services = self.state.services
         try:
@@ -94,29 +95,3 @@ def _is_json(scope: Scope) -> bool:
     if content_type is None:
         return False
     return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break  # the client went away; FastAPI would see the same
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive that hands over the body already read, then the real one."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

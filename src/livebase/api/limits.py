@@ -1,11 +1,13 @@
-"""A cap on request body size, enforced while the body streams in."""
+"""Caps on request bodies: their size, counted as they stream in, and their JSON nesting."""
 
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from livebase.api.bodies import read_body, replay
 from livebase.api.responses import error_response
+from livebase.services.nesting import MAX_JSON_DEPTH, TooDeep, exceeds_depth
 
 
 class _TooLarge(HTTPException):
@@ -84,3 +86,39 @@ class BodySizeLimit:
             413, f"request body is larger than {self.limit} bytes", "PAYLOAD_TOO_LARGE"
         )
         await response(scope, receive, send)
+
+
+def _may_be_json(scope: Scope) -> bool:
+    """Whether a JSON parser may read this body: a JSON content type, or none at all."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            media = bytes(value).split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            )
+    return True
+
+
+class JsonDepthLimit:
+    """Refuse JSON bodies nested deeper than ``limit`` with 400, before any route parses them.
+
+    One check in front of every route — the create fast path, FastAPI's body
+    parsing, extension routes — so that no parser recurses into a hostile
+    body and no handler receives one it would have to walk.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_JSON_DEPTH) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _may_be_json(scope):
+            await self.app(scope, receive, send)
+            return
+        body = await read_body(receive)
+        if exceeds_depth(body, self.limit):
+            refusal = TooDeep(f"request body is nested more than {self.limit} levels deep")
+            response = error_response(refusal.status, refusal.message, refusal.code)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, replay(body, receive), send)

@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 
-from livebase.services import filters
+from livebase.services import filters, listing
 from livebase.services.accountability import Accountability
 from livebase.services.errors import BadRequest, Forbidden, NotFound, TooLarge, object_with
 from livebase.services.events import EventBus, FileChanged
@@ -29,6 +29,7 @@ _collection = system.SYSTEM_COLLECTIONS["files"]
 _table = _collection.table
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
 MAX_FILENAME = 255
+_NEWEST_FIRST = (("createdAt", True),)
 FileRow = dict[str, Any]
 
 
@@ -125,23 +126,12 @@ class FileService:
         return self._permissions.require(who, _collection, action)
 
     async def find(self, who: Accountability, query: Query) -> tuple[list[FileRow], int]:
+        """Files ``who`` may read matching ``query``, newest first, and how many in all."""
         scope = self._scope(who, "read")
-        condition = filters.and_(filters.parse(query.filter, _collection.kinds), scope.condition)
-        where = filters.to_sql(condition, _table.c, self._db.dialect)
-        statement = select(_table).where(where).order_by(_table.c.createdAt.desc(), _table.c.id)
-        if query.limit is not None:
-            statement = statement.limit(query.limit)
-        statement = statement.offset(query.offset)
-        async with self._db.connect() as conn:
-            rows = (await conn.execute(statement)).mappings().all()
-            total = len(rows) if query.limit is None else await self._count(conn, where)
-        return [self._shown(scope, row) for row in rows], total
-
-    async def _count(self, conn: Any, where: Any) -> int:
-        return int(await conn.scalar(select(func.count()).select_from(_table).where(where)) or 0)
+        return await listing.read_list(self._db, _collection, scope, query, _NEWEST_FIRST)
 
     def _shown(self, scope: Scope, row: Any) -> FileRow:
-        return {k: v for k, v in public_file(row).items() if scope.field_allowed(k)}
+        return {name: row.get(name) for name in listing.readable(_collection, scope)}
 
     async def _row(self, file_id: str) -> FileRow:
         try:

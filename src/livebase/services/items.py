@@ -12,12 +12,12 @@ from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from livebase.bounded import BoundedCache
-from livebase.services import filters
+from livebase.services import filters, listing
 from livebase.services.accountability import Accountability
 from livebase.services.errors import (
     BadRequest,
@@ -99,36 +99,14 @@ class ItemsService:
         if self._hooks.has(name, "items.read"):
             changed = await self._hooks.before(who, name, "items.read", asdict(query))
             query = _query_from_hook(changed)
-        fields = self._selected_fields(collection, scope, query.fields)
-        condition = filters.and_(
-            self._user_filter(collection, scope, query.filter),
-            scope.condition,
-            self._search(collection, scope, query.search),
-        )
-        table = collection.table
-        where = filters.to_sql(condition, table.c, self._db.dialect)
-        statement: Select[Any] = select(*(table.c[f] for f in fields)).where(where)
-        for field, descending in self._sort(collection, scope, query.sort):
-            column = table.c[field]
-            # NULLs sort as the largest value, on SQLite as on PostgreSQL.
-            order = column.desc().nulls_first() if descending else column.asc().nulls_last()
-            statement = statement.order_by(order)
-        statement = statement.order_by(table.c[collection.primary_key])
-        if query.limit is not None:
-            statement = statement.limit(query.limit)
-        if query.offset:
-            statement = statement.offset(query.offset)
-        async with self._db.connect() as conn:
-            rows = (await conn.execute(statement)).mappings().all()
-            total = await conn.scalar(select(func.count()).select_from(table).where(where))
-        return [dict(row) for row in rows], int(total or 0)
+        return await listing.read_list(self._db, collection, scope, query)
 
     async def read_one(
         self, name: str, raw_key: object, who: Accountability, fields: list[str] | None = None
     ) -> Item:
         collection = await self._registry.get(name)
         scope = self._scope(who, collection, "read")
-        selected = self._selected_fields(collection, scope, fields)
+        selected = listing.selected_fields(collection, scope, fields)
         key = self._key(collection, raw_key)
         table = collection.table
         condition = filters.to_sql(scope.condition, table.c, self._db.dialect)
@@ -259,7 +237,7 @@ class ItemsService:
         if op.action != "create":
             previous = await self._locked_row(conn, collection, op.key)
             if not matches(previous):
-                raise Forbidden(f"you may not {op.action} item {op.key!r} of {collection.name}")
+                raise self._refusal(collection, who, op, previous)
         rules = self._rules.get(collection.name)
         data = op.data
         if rules is not None:
@@ -306,6 +284,20 @@ class ItemsService:
             await rules.after_write(conn, op.action, item, previous)
         return ChangeEvent(collection.name, op.action, key, item, previous, who.user_id)
 
+    def _refusal(
+        self, collection: Collection, who: Accountability, op: _Op, row: Item
+    ) -> ServiceError:
+        """Why ``who`` may not change ``row``: 403 if it may read the row, else 404.
+
+        A row the caller can neither read nor change answers exactly as a
+        missing one, so that updates and deletes are no oracle on which ids
+        exist (``GET`` answers 404 for it too).
+        """
+        read = self._permissions.scope(who, collection, "read")
+        if read is None or not self._matcher(read.condition)(row):
+            return NotFound(f"item {op.key!r} not found in {collection.name}", "ITEM_NOT_FOUND")
+        return Forbidden(f"you may not {op.action} item {op.key!r} of {collection.name}")
+
     async def _locked_row(self, conn: AsyncConnection, collection: Collection, key: Any) -> Item:
         table = collection.table
         statement = select(table).where(table.c[collection.primary_key] == key)
@@ -338,7 +330,7 @@ class ItemsService:
                 continue
             if spec.managed:
                 raise BadRequest(f"field {name!r} is set by the server")
-            if not scope.field_allowed(name) and not spec.primary_key:
+            if not scope.field_allowed(name):
                 raise Forbidden(f"you may not write field {name!r} of {collection.name}")
             value = coerce_value(spec.kind, raw, f"field {name}")
             if isinstance(value, Decimal):
@@ -360,53 +352,6 @@ class ItemsService:
     ) -> Scope:
         return self._permissions.require(who, collection, action)
 
-    def _readable(self, collection: Collection, scope: Scope) -> list[str]:
-        return [f for f in collection.visible_fields if scope.field_allowed(f)]
-
-    def _check_readable(self, collection: Collection, scope: Scope, names: Any, what: str) -> None:
-        for name in names:
-            if name not in collection.kinds:
-                raise BadRequest(f"{collection.name} has no field {name!r}", "UNKNOWN_FIELD")
-            if not scope.field_allowed(name):
-                raise Forbidden(f"you may not read field {name!r} of {collection.name} ({what})")
-
-    def _selected_fields(
-        self, collection: Collection, scope: Scope, requested: list[str] | None
-    ) -> list[str]:
-        readable = self._readable(collection, scope)
-        if not requested or "*" in requested:
-            return readable
-        self._check_readable(collection, scope, requested, "fields")
-        selected = list(dict.fromkeys([collection.primary_key, *requested]))
-        return selected
-
-    def _user_filter(self, collection: Collection, scope: Scope, raw: Any) -> filters.Node:
-        node = filters.parse(raw, collection.kinds)
-        self._check_readable(collection, scope, sorted(filters.fields_of(node)), "filter")
-        return node
-
-    def _search(self, collection: Collection, scope: Scope, text: str | None) -> filters.Node:
-        if not text:
-            return filters.TRUE
-        searchable = [
-            name
-            for name in self._readable(collection, scope)
-            if collection.fields[name].kind in (FieldKind.STRING, FieldKind.TEXT)
-        ]
-        if not searchable:
-            return filters.Compare(collection.primary_key, "in", ())
-        # Through the parser, so that the text is checked like any filter value.
-        return filters.parse({"OR": [{f: {"iLike": text}} for f in searchable]}, collection.kinds)
-
-    def _sort(
-        self, collection: Collection, scope: Scope, sort: list[tuple[str, bool]]
-    ) -> list[tuple[str, bool]]:
-        self._check_readable(collection, scope, [f for f, _ in sort], "sort")
-        for name, _ in sort:
-            if collection.fields[name].kind is FieldKind.JSON:
-                raise BadRequest(f"cannot sort by JSON field {name!r}")
-        return sort
-
     def _matcher(self, condition: filters.Node) -> Callable[[Any], bool]:
         """The compiled row check for a resolved condition, compiled once (bounded cache)."""
         return self._matchers.get_or_make(condition, filters.to_predicate)
@@ -418,7 +363,7 @@ class ItemsService:
             return key_only
         if not self._matcher(scope.condition)(event.item):
             return key_only
-        return {f: event.item.get(f) for f in self._readable(collection, scope)}
+        return {f: event.item.get(f) for f in listing.readable(collection, scope)}
 
     def _key(self, collection: Collection, raw: object, index: int | None = None) -> Any:
         """The primary key value from a path or body; a bad one is a 400 (naming its index)."""

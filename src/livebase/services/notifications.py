@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 
-from livebase.services import filters
+from livebase.services import filters, listing
 from livebase.services.accountability import Accountability
 from livebase.services.errors import BadRequest, Forbidden, NotFound, Unauthorized, object_with
 from livebase.services.events import EventBus, NotificationChanged
-from livebase.services.permissions import PermissionService
+from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
 from livebase.services.values import coerce_value
 from livebase.storage import system
@@ -20,10 +20,13 @@ from livebase.storage.model import FieldKind
 from livebase.storage.types import utcnow
 
 MAX_RECIPIENTS = 10_000
+MAX_MARK_SEEN = 1_000  # ids per mark-seen request; without ids, all unread are marked
+_SHOWN_IDS = 10  # ids named in a not-found error, so that its size stays small
 _SEND_KEYS = frozenset({"type", "title", "message", "data", "userIds"})
 _TEXT_LIMITS = {"type": 100, "title": 255, "message": 10_000}
 _collection = system.SYSTEM_COLLECTIONS["notifications"]
 _table = _collection.table
+_NEWEST_FIRST = (("createdAt", True),)
 Notification = dict[str, Any]
 
 
@@ -60,7 +63,7 @@ class NotificationService:
             )
             unknown = [user_id for user_id in recipients if user_id not in known]
             if unknown:
-                raise BadRequest(f"unknown user ids: {', '.join(unknown)}", "UNKNOWN_USERS")
+                raise BadRequest(f"unknown user ids: {_some(unknown)}", "UNKNOWN_USERS")
             await conn.execute(insert(_table), rows)
         await self._events.publish(*(NotificationChanged("new", row) for row in rows))
         return rows
@@ -83,21 +86,9 @@ class NotificationService:
 
     async def own(self, who: Accountability, query: Query) -> tuple[list[Notification], int]:
         """The caller's notifications, newest first, with the query's filter and paging."""
-        owner = _own(who)
-        condition = filters.and_(
-            filters.parse(query.filter, _collection.kinds),
-            filters.Compare("userId", "eq", owner),
-        )
-        where = filters.to_sql(condition, _table.c, self._db.dialect)
-        statement = select(_table).where(where).order_by(_table.c.createdAt.desc(), _table.c.id)
-        if query.limit is not None:
-            statement = statement.limit(query.limit)
-        if query.offset:
-            statement = statement.offset(query.offset)
-        async with self._db.connect() as conn:
-            rows = [dict(row) for row in (await conn.execute(statement)).mappings()]
-            total = await conn.scalar(select(func.count()).select_from(_table).where(where))
-        return rows, int(total or 0)
+        # Every field of one's own notifications is readable (SPEC §4), nobody else's row.
+        scope = Scope(fields=None, condition=filters.Compare("userId", "eq", _own(who)))
+        return await listing.read_list(self._db, _collection, scope, query, _NEWEST_FIRST)
 
     async def unread_count(self, who: Accountability) -> int:
         owner = _own(who)
@@ -138,8 +129,10 @@ class NotificationService:
         return key
 
     def _ids(self, raw: object, not_found: bool = False) -> list[str]:
-        if not isinstance(raw, list) or len(raw) > MAX_RECIPIENTS:
+        if not isinstance(raw, list):
             raise BadRequest("notificationIds must be a list of ids")
+        if len(raw) > MAX_MARK_SEEN:
+            raise BadRequest(f"at most {MAX_MARK_SEEN} notificationIds per request")
         try:
             return [coerce_value(FieldKind.UUID, value, "notificationIds") for value in raw]
         except Exception:
@@ -153,4 +146,11 @@ class NotificationService:
         missing = [key for key in ids if key not in found]
         if missing:
             # Someone else's notification is "not found": ids must not leak.
-            raise NotFound(f"notification(s) not found: {', '.join(missing)}")
+            raise NotFound(f"notification(s) not found: {_some(missing)}")
+
+
+def _some(ids: list[str]) -> str:
+    """The first few ``ids``, and how many more there are."""
+    shown = ", ".join(ids[:_SHOWN_IDS])
+    more = len(ids) - _SHOWN_IDS
+    return f"{shown} and {more} more" if more > 0 else shown

@@ -94,7 +94,11 @@ class PermissionService:
         if "*" in rule.fields:
             return Scope(fields=None, condition=condition)
         allowed = frozenset(rule.fields) & frozenset(collection.fields)
-        return Scope(fields=allowed | {collection.primary_key}, condition=condition)
+        if action != "create":
+            # The key names the row read or changed; choosing it is a create
+            # field like any other (a taken id would otherwise answer 409).
+            allowed |= {collection.primary_key}
+        return Scope(fields=allowed, condition=condition)
 
     def require(self, who: Accountability, collection: Collection, action: Action) -> Scope:
         """Like :meth:`scope`, but no access is a 403."""

@@ -9,8 +9,13 @@ from typing import Any
 import orjson
 
 from livebase.services.errors import BadRequest
+from livebase.services.nesting import check_depth
 
 DEFAULT_LIMIT = 100
+# Both databases take 64-bit LIMIT/OFFSET values and fail past them; far below
+# that, no list is ever this long. (page - 1) * limit is held to MAX_OFFSET too.
+MAX_LIMIT = 2**31 - 1
+MAX_OFFSET = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -23,9 +28,10 @@ class Query:
     search: str | None = None
 
 
-def _json_or_text(raw: str) -> Any:
+def _json_or_text(raw: str, name: str) -> Any:
     stripped = raw.strip()
     if stripped[:1] in ("[", "{", '"'):
+        check_depth(stripped, name)
         try:
             return orjson.loads(stripped)
         except orjson.JSONDecodeError:
@@ -52,14 +58,25 @@ def _sort(raw: Any) -> list[tuple[str, bool]]:
     return [(n.removeprefix("-"), n.startswith("-")) for n in _names(raw, "sort")]
 
 
-def _integer(raw: str, name: str, minimum: int) -> int:
+def _integer(raw: str, name: str, minimum: int, maximum: int) -> int:
+    out_of_range = BadRequest(f"{name} must be an integer from {minimum} to {maximum}")
+    if len(raw) > 20:  # longer than any value allowed: refused before int() reads it
+        raise out_of_range
     try:
         value = int(raw)
     except ValueError:
         raise BadRequest(f"{name} must be an integer") from None
-    if value < minimum:
-        raise BadRequest(f"{name} must be at least {minimum}")
+    if not minimum <= value <= maximum:
+        raise out_of_range
     return value
+
+
+def _page_offset(raw: str, limit: int | None) -> int:
+    page = _integer(raw, "page", 1, MAX_OFFSET)
+    offset = (page - 1) * (limit or 0)
+    if offset > MAX_OFFSET:
+        raise BadRequest(f"page {page} of {limit} items starts past offset {MAX_OFFSET}")
+    return offset
 
 
 def parse_query(params: Mapping[str, str]) -> Query:
@@ -67,22 +84,22 @@ def parse_query(params: Mapping[str, str]) -> Query:
     raw_filter = params.get("filter")
     query_filter = None
     if raw_filter not in (None, ""):
+        check_depth(raw_filter, "filter")
         try:
             query_filter = orjson.loads(raw_filter)
         except orjson.JSONDecodeError:
             raise BadRequest('filter must be JSON, e.g. {"title":{"eq":"x"}}') from None
     fields = None
     if params.get("fields") not in (None, ""):
-        fields = _names(_json_or_text(params["fields"]), "fields")
-    sort = _sort(_json_or_text(params["sort"])) if params.get("sort") else []
+        fields = _names(_json_or_text(params["fields"], "fields"), "fields")
+    sort = _sort(_json_or_text(params["sort"], "sort")) if params.get("sort") else []
     limit: int | None = DEFAULT_LIMIT
     if params.get("limit") not in (None, ""):
-        limit = _integer(params["limit"], "limit", -1)
+        limit = _integer(params["limit"], "limit", -1, MAX_LIMIT)
         limit = None if limit == -1 else limit
-    offset = _integer(params["offset"], "offset", 0) if params.get("offset") else 0
+    offset = _integer(params["offset"], "offset", 0, MAX_OFFSET) if params.get("offset") else 0
     if params.get("page") and not params.get("offset"):
-        page = _integer(params["page"], "page", 1)
-        offset = (page - 1) * (limit or 0)
+        offset = _page_offset(params["page"], limit)
     search = params.get("search") or None
     if search is not None and len(search) > 200:
         raise BadRequest("search is limited to 200 characters")

@@ -1,0 +1,125 @@
+"""Listing any collection, system ones included, the same way.
+
+``/items``, ``/files`` and ``/notifications`` all list rows through
+:func:`read_list`, so a filter, sort, search or field list is held to the
+caller's read scope in one place: naming a field the caller may not read is
+a 403, never a silent oracle on its values (``startsWith`` one character at
+a time would otherwise recover a hidden field).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from livebase.services import filters
+from livebase.services.errors import BadRequest, Forbidden
+from livebase.services.permissions import Scope
+from livebase.services.query import Query
+from livebase.storage.database import Database
+from livebase.storage.model import Collection, FieldKind
+
+Row = dict[str, Any]
+Order = Sequence[tuple[str, bool]]  # (field, descending)
+
+
+def readable(collection: Collection, scope: Scope) -> list[str]:
+    """The fields of ``collection`` that ``scope`` lets its holder see."""
+    return [f for f in collection.visible_fields if scope.field_allowed(f)]
+
+
+def check_readable(collection: Collection, scope: Scope, names: Iterable[str], what: str) -> None:
+    """Refuse a name that is not a field (400) or not readable in ``scope`` (403)."""
+    for name in names:
+        if name not in collection.kinds:
+            raise BadRequest(f"{collection.name} has no field {name!r}", "UNKNOWN_FIELD")
+        if not scope.field_allowed(name):
+            raise Forbidden(f"you may not read field {name!r} of {collection.name} ({what})")
+
+
+def selected_fields(collection: Collection, scope: Scope, requested: list[str] | None) -> list[str]:
+    """The columns to answer: the requested ones (and the key), or every readable one."""
+    if not requested or "*" in requested:
+        return readable(collection, scope)
+    check_readable(collection, scope, requested, "fields")
+    return list(dict.fromkeys([collection.primary_key, *requested]))
+
+
+def _user_filter(collection: Collection, scope: Scope, raw: Any) -> filters.Node:
+    node = filters.parse(raw, collection.kinds)
+    check_readable(collection, scope, sorted(filters.fields_of(node)), "filter")
+    return node
+
+
+def _search(collection: Collection, scope: Scope, text: str | None) -> filters.Node:
+    if not text:
+        return filters.TRUE
+    searchable = [
+        name
+        for name in readable(collection, scope)
+        if collection.fields[name].kind in (FieldKind.STRING, FieldKind.TEXT)
+    ]
+    if not searchable:
+        return filters.Compare(collection.primary_key, "in", ())
+    # Through the parser, so that the text is checked like any filter value.
+    return filters.parse({"OR": [{f: {"iLike": text}} for f in searchable]}, collection.kinds)
+
+
+def _sort(collection: Collection, scope: Scope, sort: Order) -> Order:
+    check_readable(collection, scope, [f for f, _ in sort], "sort")
+    for name, _ in sort:
+        if collection.fields[name].kind is FieldKind.JSON:
+            raise BadRequest(f"cannot sort by JSON field {name!r}")
+    return sort
+
+
+def _ordered(statement: Select[Any], collection: Collection, order: Order) -> Select[Any]:
+    table = collection.table
+    for field, descending in order:
+        column = table.c[field]
+        # NULLs sort as the largest value, on SQLite as on PostgreSQL.
+        statement = statement.order_by(
+            column.desc().nulls_first() if descending else column.asc().nulls_last()
+        )
+    # The key last, so that pages never overlap or skip a row.
+    return statement.order_by(table.c[collection.primary_key])
+
+
+async def read_list(
+    db: Database,
+    collection: Collection,
+    scope: Scope,
+    query: Query,
+    default_order: Order = (),
+) -> tuple[list[Row], int]:
+    """Rows of ``collection`` in ``scope`` matching ``query``, and how many match in all.
+
+    Args:
+        db: the database to read.
+        collection: what to list.
+        scope: the caller's read scope: which fields it sees and which rows.
+        query: the caller's filter, fields, sort, search and paging, checked here.
+        default_order: the order after the caller's own sort (before the key).
+    """
+    fields = selected_fields(collection, scope, query.fields)
+    condition = filters.and_(
+        _user_filter(collection, scope, query.filter),
+        scope.condition,
+        _search(collection, scope, query.search),
+    )
+    order = [*_sort(collection, scope, query.sort), *default_order]
+    table = collection.table
+    where = filters.to_sql(condition, table.c, db.dialect)
+    statement = _ordered(select(*(table.c[f] for f in fields)).where(where), collection, order)
+    if query.limit is not None:
+        statement = statement.limit(query.limit)
+    if query.offset:
+        statement = statement.offset(query.offset)
+    async with db.connect() as conn:
+        rows = [dict(row) for row in (await conn.execute(statement)).mappings()]
+        if query.limit is None and not query.offset:
+            return rows, len(rows)
+        total = await conn.scalar(select(func.count()).select_from(table).where(where))
+    return rows, int(total or 0)
