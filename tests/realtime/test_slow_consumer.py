@@ -1,26 +1,31 @@
 """SPEC §6.4 (issue 3, item 9): a slow client must not hold up delivery to the others.
 
 One raw websocket client does the Engine.IO / Socket.IO handshake by hand,
-then stops reading. Its server-side queue grows past ``SOCKET_MAX_QUEUE``;
-it must be disconnected with a logged reason while 100 ordinary clients
-receive every broadcast. Websocket only: a long-polling client that stops
-polling is a different case (its session times out).
+then stops reading. Its server-side queue grows past ``SOCKET_MAX_QUEUE``
+packets, or past ``SOCKET_MAX_QUEUE_BYTES`` bytes (queued packets plus what
+the transport buffers); it must be disconnected with a logged reason while
+ordinary clients receive every event. A long-polling client that stops
+polling has its backlog held to the same byte bound.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import socket
 import time
+import tracemalloc
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from tests.helpers import bearer
 from tests.realtime.conftest import TIMEOUT, Client, Live
 
 MAX_QUEUE = 20
@@ -28,14 +33,15 @@ BLOB = "x" * 100_000
 MAX_BROADCASTS = 400  # measured: about 50 fill the stuck socket's buffers and queue
 WINDOW = 5  # how far the broadcaster may run ahead of the healthy clients (< MAX_QUEUE)
 
+# A long heartbeat, so that only a queue bound can be why a stuck socket goes.
+LONG_HEARTBEAT = {"SOCKET_PING_INTERVAL": 60, "SOCKET_PING_TIMEOUT": 60}
+packet_bound = pytest.mark.parametrize(
+    "settings_overrides", [{"SOCKET_MAX_QUEUE": MAX_QUEUE, **LONG_HEARTBEAT}]
+)
+
 pytestmark = [
     pytest.mark.timeout(60),
     pytest.mark.parametrize("transport", ["websocket"]),
-    pytest.mark.parametrize(
-        "settings_overrides",
-        # A long heartbeat, so that only the queue bound can be why the stuck socket goes.
-        [{"SOCKET_MAX_QUEUE": MAX_QUEUE, "SOCKET_PING_INTERVAL": 60, "SOCKET_PING_TIMEOUT": 60}],
-    ),
 ]
 
 
@@ -83,6 +89,10 @@ class Stuck:
                 while await self.ws.recv() != "41":
                     pass
         await self.ws.close()
+
+    def abort(self) -> None:
+        """Hang up without reading (nor waiting for) anything more."""
+        self.ws.transport.abort()
 
 
 async def healthy_clients(live: Live, count: int) -> tuple[list[Client], dict[str, list[int]]]:
@@ -138,6 +148,7 @@ def _log_lines_about(caplog: pytest.LogCaptureFixture, sid: str) -> list[str]:
     ]
 
 
+@packet_bound
 async def test_stuck_socket_is_dropped_and_100_others_get_every_broadcast(
     live: Live, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -172,6 +183,7 @@ async def test_stuck_socket_is_dropped_and_100_others_get_every_broadcast(
         await stuck.close()
 
 
+@packet_bound
 async def test_dropped_slow_consumer_loses_its_engineio_session(live: Live) -> None:
     """Disconnected means the transport too: its backlog is not kept for a client that
     will not read it, and the DISCONNECT packet, queued behind that backlog, cannot reach it.
@@ -195,6 +207,7 @@ async def test_dropped_slow_consumer_loses_its_engineio_session(live: Live) -> N
         await stuck.close()
 
 
+@packet_bound
 async def test_a_client_that_pauses_and_resumes_in_time_gets_everything_in_order(
     live: Live,
 ) -> None:
@@ -236,5 +249,146 @@ async def test_a_client_that_pauses_and_resumes_in_time_gets_everything_in_order
         message = await asyncio.wait_for(stuck.ws.recv(), TIMEOUT)
         assert json.loads(str(message)[2:])[1]["n"] == sent
         assert live.realtime.delivery.direct == direct + 1
+        # Everything read: nothing is counted against the byte bound any more.
+        assert session.bytes_waiting() == 0
     finally:
         await stuck.ws.close()  # still a healthy client: nothing to wait for
+
+
+# -- the byte bound ------------------------------------------------------------------------
+
+MAX_QUEUE_BYTES = 512 * 1024
+ITEM_SIZE = 128 * 1024
+ITEMS = 40  # 5 MiB of events: ten times the bound, far below SOCKET_MAX_QUEUE's 1000 packets
+byte_bound = pytest.mark.parametrize(
+    "settings_overrides", [{"SOCKET_MAX_QUEUE_BYTES": MAX_QUEUE_BYTES, **LONG_HEARTBEAT}]
+)
+
+
+class Unpolled:
+    """A long-polling client, connected to ``/`` by hand, that never polls after connecting."""
+
+    def __init__(self, eio_sid: str, sid: str) -> None:
+        self.eio_sid = eio_sid
+        self.sid = sid
+
+    @classmethod
+    async def connect(cls, live: Live, token: str) -> Unpolled:
+        url = f"{live.base_url}/realtime/"
+        async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+            opened = (await http.get(url, params={"EIO": "4", "transport": "polling"})).text
+            assert opened.startswith("0{"), opened
+            eio_sid = json.loads(opened[1:])["sid"]
+            session = {"EIO": "4", "transport": "polling", "sid": eio_sid}
+            posted = await http.post(
+                url, params=session, content="40" + json.dumps({"token": token})
+            )
+            assert posted.text == "OK", posted.text
+            while True:
+                for message in (await http.get(url, params=session)).text.split("\x1e"):
+                    if message.startswith("40{"):
+                        return cls(eio_sid, json.loads(message[2:])["sid"])
+                    assert message.startswith(("42", "2")), message
+
+
+async def writer_and_reader(live: Live) -> tuple[str, str, Client, list[int]]:
+    """User U, allowed to write and read ``blobs``, with a reading socket.
+
+    Returns U's token and id, the reading socket, and the ``n`` of every
+    ``blobs`` item it gets.
+    """
+    await live.api.collection("blobs", {"n": {"type": "Integer"}, "body": {"type": "Text"}})
+    await live.api.allow("user", "blobs", "create", fields=["*"])
+    await live.api.allow("user", "blobs", "read", fields=["*"])
+    token, user = await live.api.user("writer@example.com")
+    reader = await live.connect(token, "reader")
+    got: list[int] = []
+
+    async def on_created(payload: Any) -> None:
+        got.append(payload["item"]["n"])  # not the body: memory is measured
+
+    reader.sio.on("item.created", on_created)
+    return token, user["id"], reader, got
+
+
+async def write_big_items(live: Live, token: str) -> int:
+    """U writes ``ITEMS`` items of ``ITEM_SIZE`` bytes, one at a time.
+
+    Returns the most memory still held, after any of the writes, of what was
+    allocated since the first: the server runs in this process, and what a
+    write leaves behind (garbage collected) is what waits for someone.
+    """
+    tracemalloc.start()
+    try:
+        held = 0
+        for n in range(ITEMS):
+            body = {"n": n, "body": chr(ord("a") + n % 26) * ITEM_SIZE}
+            await live.api.ok("POST", "/items/blobs", 201, headers=bearer(token), json=body)
+            if n % 4 == 3:  # a full collection takes a while
+                gc.collect()
+                held = max(held, tracemalloc.get_traced_memory()[0])
+        return held
+    finally:
+        tracemalloc.stop()
+
+
+async def session_ends(live: Live, eio_sid: str) -> None:
+    deadline = asyncio.get_running_loop().time() + TIMEOUT
+    while eio_sid in live.realtime.sio.eio.sockets:
+        session = live.realtime.sio.eio.sockets[eio_sid]
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"still open, {session.queue.qsize()} packets queued"
+        )
+        await asyncio.sleep(0.05)
+
+
+def assert_dropped_once_for_bytes(caplog: pytest.LogCaptureFixture, sid: str, user: str) -> None:
+    reasons = _log_lines_about(caplog, sid)
+    assert len(reasons) == 1, reasons
+    assert "slow consumer" in reasons[0] and f"bound {MAX_QUEUE_BYTES} bytes" in reasons[0]
+    assert user in reasons[0]
+
+
+# Without the byte bound the stuck socket kept every event: ITEMS x ITEM_SIZE, 5 MiB here
+# (twice that before event packets kept only their encoded form). With it: the bound,
+# one event past it, and the few copies the last request and event leave until the next.
+HELD_LIMIT = MAX_QUEUE_BYTES + 8 * ITEM_SIZE
+
+
+@byte_bound
+async def test_a_socket_with_more_bytes_waiting_than_the_bound_is_dropped(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="livebase.realtime")
+    token, user_id, reader, got = await writer_and_reader(live)
+    stuck = await Stuck.connect(live, token)
+    try:
+        assert live.realtime.connections.by_sid[stuck.sid].user_id == user_id
+
+        held = await write_big_items(live, token)
+
+        await live.sentinel(reader)
+        assert got == list(range(ITEMS))  # the reading socket, in order
+        assert held < HELD_LIMIT, f"{held / 2**20:.1f} MiB held after a write"
+        assert_dropped_once_for_bytes(caplog, stuck.sid, user_id)
+        await session_ends(live, stuck.eio_sid)
+    finally:
+        stuck.abort()
+
+
+@byte_bound
+async def test_a_polling_client_that_never_polls_has_its_backlog_bounded_in_bytes(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="livebase.realtime")
+    token, user_id, reader, got = await writer_and_reader(live)
+    unpolled = await Unpolled.connect(live, token)
+    assert live.realtime.connections.by_sid[unpolled.sid].user_id == user_id
+
+    held = await write_big_items(live, token)
+
+    await live.sentinel(reader)
+    assert got == list(range(ITEMS))
+    assert held < HELD_LIMIT, f"{held / 2**20:.1f} MiB held after a write"
+    assert_dropped_once_for_bytes(caplog, unpolled.sid, user_id)
+    await session_ends(live, unpolled.eio_sid)

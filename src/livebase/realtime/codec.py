@@ -23,9 +23,13 @@ class OrjsonCodec:
 
 
 def event_packet(event: str, payload: Any) -> eio_packet.Packet:
-    """One Engine.IO MESSAGE carrying a Socket.IO EVENT on ``/``.
+    """One Engine.IO MESSAGE carrying a Socket.IO EVENT on ``/``, already encoded.
 
-    The packet caches its encoded form, so sharing one object between all
-    recipients of the same payload encodes it exactly once.
+    The packet holds only its encoded form, which python-engineio's
+    ``encode`` returns as its cache: sharing one object between all
+    recipients of the same payload encodes it exactly once, and a packet
+    waiting in a slow client's queue holds its bytes once, not twice.
     """
-    return eio_packet.Packet(eio_packet.MESSAGE, "2" + json_bytes([event, payload]).decode())
+    pkt = eio_packet.Packet(eio_packet.MESSAGE)
+    pkt.encode_cache = "42" + json_bytes([event, payload]).decode()
+    return pkt

@@ -7,8 +7,11 @@ the connection's transport when nothing is waiting before it
 (:meth:`session.Session.direct_transport`): no per-socket writer task, no ASGI
 message, no framing per recipient. Otherwise (long-polling, an upgrade,
 packets already queued, back-pressure) the packet joins python-engineio's
-queue, which keeps order. A socket whose queue is past the bound is a slow
-consumer: it is disconnected, and nobody else waits.
+queue, which keeps order. A socket with more packets, or more bytes, waiting
+than its bounds is a slow consumer: it is disconnected, and nobody else
+waits. Bytes, because a packet count alone let a few big events pin
+megabytes per socket; both are checked only on the queue path, as a socket
+written to directly has next to nothing waiting.
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ class Delivery:
         eio_sockets: dict[str, Any],
         eio_sid_of: Callable[[str], str | None],
         max_queue: int,
+        max_queue_bytes: int,
         drop: Callable[[str, str], None],
     ) -> None:
         self._eio_sockets = eio_sockets  # python-engineio's eio_sid -> socket table
         self._eio_sid_of = eio_sid_of
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
         self._drop = drop
         self.delivered = 0
         self.direct = 0  # of which written straight to the transport
@@ -61,6 +66,15 @@ class Delivery:
         if queue.qsize() >= self._max_queue:
             self._drop(
                 sid, f"slow consumer: {queue.qsize()} packets waiting (bound {self._max_queue})"
+            )
+            return
+        # Past the bound before this packet, not with it: one event bigger than
+        # the bound still reaches a client that has kept up.
+        waiting = session.bytes_waiting()
+        if waiting > self._max_queue_bytes:
+            self._drop(
+                sid,
+                f"slow consumer: {waiting} bytes waiting (bound {self._max_queue_bytes} bytes)",
             )
             return
         session.push(packet)

@@ -115,7 +115,11 @@ class Realtime:
             self._namespace_rooms, self.connections, self.audience, services.registry, excluded
         )
         self.delivery = Delivery(
-            self.sio.eio.sockets, self._eio_sid_of, self._max_queue, self._drop_slow_consumer
+            self.sio.eio.sockets,
+            self._eio_sid_of,
+            self._max_queue,
+            self.settings.SOCKET_MAX_QUEUE_BYTES,
+            self._drop_slow_consumer,
         )
         shared = None
         if self._manager.clustered and services.redis is not None:

@@ -19,6 +19,7 @@ waits on the same queue.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -52,6 +53,48 @@ def ws_frame(data: str | bytes) -> bytes:
     return header + data
 
 
+def packet_size(pkt: Any) -> int:
+    """The bytes a queued packet holds for its client: its encoded form, which it caches.
+
+    ``sys.getsizeof``, not ``len``: a string of emoji holds four bytes a character.
+    A binary packet is measured by its data: encoding it here would cache the
+    WebSocket form, and a polling GET needs the base64 one.
+    """
+    if pkt is None:
+        return 0
+    if pkt.binary:
+        return len(pkt.data)
+    return sys.getsizeof(pkt.encode())
+
+
+class PacketQueue(SmallQueue):
+    """A session's queue of packets, keeping the count of the bytes they hold."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        self.bytes += packet_size(item)
+
+    def get_nowait(self) -> Any:
+        item = super().get_nowait()
+        self.bytes -= packet_size(item)
+        return item
+
+    async def get(self) -> Any:
+        item = await super().get()
+        self.bytes -= packet_size(item)
+        return item
+
+    def discard_all(self) -> None:
+        super().discard_all()
+        self.bytes = 0
+
+
 def _protocol_of(ws: Any) -> Any:
     """The server's protocol object behind python-engineio's ASGI WebSocket, if it has one."""
     return getattr(getattr(ws, "asgi_send", None), "__self__", None)
@@ -77,12 +120,13 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
     connected: bool
     ws: Any = None  # python-engineio's ASGI WebSocket, while the session is served over one
     _drain: asyncio.Task[None] | None = None
+    _sending = 0  # the bytes of the packet the drain task has taken and is sending
     _ping_slot: int | None = None  # when the next PING is due, on the server's timers
     _closer: asyncio.Task[None] | None = None  # closing the WebSocket from this side
 
     def __init__(self, server: Any, sid: str) -> None:
         super().__init__(server, sid)
-        self.queue = SmallQueue()
+        self.queue = PacketQueue()
 
     # -- sending -----------------------------------------------------------------------
 
@@ -96,6 +140,17 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
         if self.ws is None or self.queue._queue or self._drain is not None or self.upgrading:
             return None
         return _writable_transport(self.ws)
+
+    def bytes_waiting(self) -> int:
+        """What this session holds for its client and the client has not read yet.
+
+        The queued packets (a polling client's whole backlog), the packet a
+        drain task is sending, and what the connection's transport buffers:
+        a frame written straight to it stays there until the client reads.
+        """
+        transport = getattr(_protocol_of(self.ws), "transport", None)
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return int(self.queue.bytes + self._sending + buffered)
 
     def push(self, pkt: Any) -> None:
         """Queue one packet and write what can be written now."""
@@ -127,10 +182,12 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
         try:
             while queue._queue:
                 pkt = queue.get_nowait()
+                self._sending = packet_size(pkt)
                 try:
                     if pkt is not None:
                         await ws.send(pkt.encode())
                 finally:
+                    self._sending = 0
                     queue.task_done()
         except Exception:
             queue.discard_all()  # the client is gone: nobody will read the rest
