@@ -57,3 +57,33 @@ async def test_a_chunked_body_is_counted_as_it_streams_in() -> None:
     # Transfer-Encoding wins over a Content-Length sent along with it.
     both = [(b"content-length", b"3"), (b"transfer-encoding", b"chunked")]
     assert (await _call([b"012345", b"6789ab"], both))[0] == 413
+
+
+async def _call_exempt(content_type: bytes, chunks: list[bytes]) -> int:
+    app = BodySizeLimit(_echo, LIMIT, exempt={("POST", "/files")})
+    headers = [(b"content-type", content_type), (b"transfer-encoding", b"chunked")]
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/files", "headers": headers}
+    incoming = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+        for i, c in enumerate(chunks)
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    status: int = sent[0]["status"]
+    return status
+
+
+async def test_an_exempt_route_is_exempt_for_multipart_bodies_only() -> None:
+    # Uploads enforce their own limit; any other body sent to the upload route
+    # (read whole by the JSON depth check) is held to the general one.
+    big = [b"x" * 8, b"x" * 8]
+    assert await _call_exempt(b"multipart/form-data; boundary=b", big) == 200
+    assert await _call_exempt(b"application/json", big) == 413
+    assert await _call_exempt(b"text/plain", big) == 413

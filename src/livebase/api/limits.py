@@ -17,6 +17,14 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"request body is larger than {limit} bytes")
 
 
+def _media_type(scope: Scope) -> bytes | None:
+    """The Content-Type without its parameters, lower-cased; None when absent."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return bytes(value).split(b";", 1)[0].strip().lower()
+    return None
+
+
 def _declared_length(scope: Scope) -> int | None:
     """Content-Length, unless absent, malformed or overridden by Transfer-Encoding."""
     length = None
@@ -35,7 +43,9 @@ class BodySizeLimit:
     body without one (chunked) is counted as it streams in. Within a declared
     length the server itself stops at that many bytes.
 
-    ``exempt`` (method, path) pairs — file uploads — enforce their own limit.
+    ``exempt`` (method, path) pairs — file uploads — enforce their own limit,
+    for multipart bodies only: any other body sent there is held to ``limit``,
+    since the JSON depth check would otherwise read it whole.
     """
 
     def __init__(
@@ -46,7 +56,7 @@ class BodySizeLimit:
         self.exempt = exempt or set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.exempt:
+        if scope["type"] != "http" or self._exempt(scope):
             await self.app(scope, receive, send)
             return
         length = _declared_length(scope)
@@ -81,6 +91,11 @@ class BodySizeLimit:
             if not started:
                 await self._refuse(scope, receive, send)
 
+    def _exempt(self, scope: Scope) -> bool:
+        return (scope["method"], scope["path"]) in self.exempt and _media_type(
+            scope
+        ) == b"multipart/form-data"
+
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
             413, f"request body is larger than {self.limit} bytes", "PAYLOAD_TOO_LARGE"
@@ -90,13 +105,12 @@ class BodySizeLimit:
 
 def _may_be_json(scope: Scope) -> bool:
     """Whether a JSON parser may read this body: a JSON content type, or none at all."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            media = bytes(value).split(b";", 1)[0].strip().lower()
-            return media == b"application/json" or (
-                media.startswith(b"application/") and media.endswith(b"+json")
-            )
-    return True
+    media = _media_type(scope)
+    return (
+        media is None
+        or media == b"application/json"
+        or (media.startswith(b"application/") and media.endswith(b"+json"))
+    )
 
 
 class JsonDepthLimit:
