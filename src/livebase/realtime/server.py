@@ -390,7 +390,7 @@ class Realtime:
             return {"success": False, "message": "a socket always stays in its own user room"}
         if room.startswith("collection:"):
             self._leave_collection(connection, room.removeprefix("collection:"))
-        elif room != sid:
+        else:
             self._manager.part(sid, room)
         return {"success": True, "room": room}
 
