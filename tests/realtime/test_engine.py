@@ -165,3 +165,57 @@ async def test_a_second_pending_long_poll_is_refused_at_once(
     await _bystander_still_served(live, bystander)
     closing, tracebacks = _logged(caplog)
     assert tracebacks == [] and len(closing) == 1, (closing, tracebacks)
+
+
+# -- Socket.IO events: names and nesting -------------------------------------------------------
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+async def test_events_nested_too_deeply_or_without_a_name_are_ignored(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deep nesting must not reach handlers, recursive code, or a traceback.
+
+    Past orjson's own limit (1024) the message does not parse; below it, the
+    arguments may nest at most SOCKET_MAX_PAYLOAD_DEPTH levels (default 64).
+    """
+    caplog.set_level(logging.INFO, logger="livebase.realtime")
+    limit = live.realtime.settings.SOCKET_MAX_PAYLOAD_DEPTH
+    assert limit == 64
+
+    async def echo(info: Any, payload: Any) -> Any:
+        return payload
+
+    live.realtime.socket.register_event_handler("echo", echo)
+    bystander = await _bystander(live)
+    raw = await Raw.connect(live)
+    deepest_allowed = json.loads(_nested(limit))
+    assert await raw.call(1, "echo", deepest_allowed) == deepest_allowed
+
+    refused = [
+        '["echo",' + _nested(limit + 1) + "]",
+        '["echo",{"a":' + _nested(900) + "}]",  # parses: orjson allows 1024
+        '["join",' + _nested(10_000) + "]",
+        '["join",' + "[" * 100_000 + "]",
+        '["echo","fine",' + _nested(200) + "]",  # any argument
+        "[" + _nested(500) + ',"echo"]',  # a name that is not a string
+        '[["echo"],"x"]',
+        "[1]",
+        '[{"echo":1}]',
+        "[]",
+    ]
+    for n, event in enumerate(refused, start=10):
+        await raw.ws.send(f"42{n}{event}")
+        # Answered in order: the refused event had no answer and broke nothing.
+        answer = await raw.call(n + 100, "join", f"after-{n}")
+        assert answer == {"success": True, "room": f"after-{n}"}, (event[:40], answer)
+    assert [m for m in raw.inbox if isinstance(m, str) and m.startswith("43")] == []
+    await raw.ws.close()
+    await _bystander_still_served(live, bystander)
+    ignored = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(ignored) == len(refused)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
