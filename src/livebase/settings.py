@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     SOCKET_ALLOW_ANONYMOUS: bool = True
     SOCKET_PRESENCE_GRACE: float = Field(5.0, ge=0)
     SOCKET_MAX_MESSAGE_SIZE: int = Field(1_048_576, gt=0)
+    # orjson cannot encode deeper than 255 (an ack echoing the payload would fail).
+    SOCKET_MAX_PAYLOAD_DEPTH: int = Field(64, ge=1, le=255)
     SOCKET_PING_INTERVAL: float = Field(25, gt=0)
     SOCKET_PING_TIMEOUT: float = Field(20, gt=0)
     SOCKET_MAX_QUEUE: int = Field(1000, gt=0)

@@ -216,3 +216,47 @@ async def test_user_room_delivery_after_the_last_socket_left(live: Live) -> None
     body = {"type": "info", "title": "t", "message": "m", "userIds": [user["id"]]}
     await live.api.ok("POST", "/notifications/send", 201, headers=live.api.admin, json=body)
     assert (await second.wait_for("notification.new", within=3))["notification"]["title"] == "t"
+
+
+async def test_rule2_who_wrote_an_item_only_to_those_rest_would_tell(live: Live) -> None:
+    """``userId`` names the writer: REST shows it only as ``userUpdated`` (schema accountability).
+
+    A reader whose role may not read ``userUpdated`` (or whose collection has
+    none) gets ``userId: null``, except on the writer's own sockets (rule 5).
+    """
+    await live.api.collection("votes", {"choice": {"type": "String"}})
+    await live.api.collection("notes", {"text": {"type": "String"}}, accountability=True)
+    token, user = await live.api.user("voter@example.com")
+    reader_token, _ = await live.api.user("reader@example.com")
+    for collection in ("votes", "notes"):
+        await live.api.allow("user", collection, "create")
+        read = await live.api.allow("user", collection, "read")
+    await live.api.allow("user", "notes", "update")
+    voter = await live.connect(token, "voter")
+    reader = await live.connect(reader_token, "reader")
+    admin = await live.connect(live.api.admin_token, "admin")
+
+    vote = await live.api.ok("POST", "/items/votes", 201, headers=bearer(token), json={})
+    assert "userUpdated" not in vote["data"]
+    for client, writer in ((voter, user["id"]), (reader, None), (admin, None)):
+        payload = await client.wait_for("item.created", _for(vote["data"]["id"]))
+        assert payload["userId"] == writer, client.name
+
+    note = await live.api.ok("POST", "/items/notes", 201, headers=bearer(token), json={})
+    seen = await live.api.ok(
+        "GET", f"/items/notes/{note['data']['id']}", headers=bearer(reader_token)
+    )
+    assert seen["data"]["userUpdated"] == user["id"]
+    for client in (voter, reader, admin):
+        payload = await client.wait_for("item.created", _for(note["data"]["id"]))
+        assert payload["userId"] == user["id"], client.name
+
+    # Once the reader's role may no longer read userUpdated, it is no longer told who wrote.
+    fields = {"fields": ["id", "text"]}
+    await live.api.ok("PATCH", f"/permissions/{read['id']}", headers=live.api.admin, json=fields)
+    await live.api.ok(
+        "PATCH", f"/items/notes/{note['data']['id']}", headers=bearer(token), json={"text": "x"}
+    )
+    payload = await reader.wait_for("item.updated", _for(note["data"]["id"]))
+    assert payload["userId"] is None and "userUpdated" not in payload["item"]
+    assert (await voter.wait_for("item.updated", _for(note["data"]["id"])))["userId"] == user["id"]

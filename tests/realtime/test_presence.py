@@ -63,3 +63,22 @@ async def test_presence_needs_read_permission_on_users(live: Live) -> None:
     assert refused["success"] is False and "users" in refused["message"]
     await live.api.allow("user", "users", "read", fields=["id"])
     assert (await client.call("join", "presence"))["success"] is True
+
+
+async def test_presence_stops_when_the_role_loses_read_on_users(live: Live) -> None:
+    """Presence carries only ``{userId, socketId, timestamp}``, and only to readers of ``users``."""
+    token, _ = await live.api.user("watcher@example.com")
+    rule = await live.api.allow("user", "users", "read", fields=["id"])
+    watcher = await live.connect(token, "watcher")
+    assert await watcher.call("join", "presence") == {"success": True, "room": "presence"}
+    ann_token, ann = await live.api.user("ann@example.com")
+    await live.connect(ann_token, "ann")
+    online = await watcher.wait_for("user.connected", lambda p: p["userId"] == ann["id"])
+    assert set(online) == {"userId", "socketId", "timestamp"}
+
+    await live.api.ok("DELETE", f"/permissions/{rule['id']}", headers=live.api.admin)
+    bob_token, _ = await live.api.user("bob@example.com")
+    await live.connect(bob_token, "bob")
+    await live.sentinel(watcher)
+    assert [p["userId"] for p in watcher.received("user.connected")] == [ann["id"]]
+    assert "users" in (await watcher.call("join", "presence"))["message"]

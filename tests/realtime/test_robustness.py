@@ -357,12 +357,12 @@ async def test_binary_attachment_that_does_not_fit_does_not_wedge_the_socket(liv
     await raw.ws.send('451-["join",{"_placeholder":true,"num":3}]')
     await raw.ws.send(b"lobby")
     try:
-        answer = await raw.call(7, "join", "after-bad-attachment", within=3)
+        answer = await raw.call(7, "join", "after-a-bad-attachment", within=3)
     except TimeoutError:
         pytest.fail("after a bad binary attachment, the socket answers nothing any more")
     finally:
         await raw.ws.close()
-    assert answer == {"success": True, "room": "after-bad-attachment"}
+    assert answer == {"success": True, "room": "after-a-bad-attachment"}
 
 
 @RAW_WEBSOCKET

@@ -229,6 +229,34 @@ async def test_custom_room_without_validator_is_open_to_any_socket(live: Live) -
     assert await anonymous.call("leave", "lobby") == ok("lobby")
 
 
+async def test_socket_id_rooms_cannot_be_joined_or_left(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """python-socketio keeps each socket in a room named by its id: those rooms are not requests.
+
+    Joining another socket's room would receive what is meant for that socket
+    (python-socketio refuses it with an exception, which left the client without
+    an ack); leaving one's own would stop delivery to it. Ids of sockets gone,
+    or connected to another process, are refused the same way.
+    """
+    ann = await live.connect(None, "ann")
+    bob = await live.connect(None, "bob")
+    gone = await live.connect(None, "gone")
+    old_sid = gone.sio.get_sid()
+    await gone.sio.disconnect()
+    await eventually(lambda: old_sid not in live.realtime.connections.by_sid, "gone is gone")
+
+    for sid in (bob.sio.get_sid(), ann.sio.get_sid(), old_sid):
+        for request in ("join", "leave"):
+            assert "socket" in assert_refused(await ann.call(request, sid))
+            assert "socket" in assert_refused(await ann.call(request, {"room": sid}))
+    await emit_to_room_reaches(live, str(bob.sio.get_sid()), to=[bob], not_to=[ann])
+    await emit_to_room_reaches(live, str(ann.sio.get_sid()), to=[ann], not_to=[bob])
+    assert old_sid not in live.realtime.stats()["rooms"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
 async def test_room_validators_sync_and_async(live: Live) -> None:
     ann_token, ann = await live.api.user("ann@example.com")
     bob_token, _ = await live.api.user("bob@example.com")

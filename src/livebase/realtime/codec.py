@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -33,3 +34,23 @@ def event_packet(event: str, payload: Any) -> eio_packet.Packet:
     pkt = eio_packet.Packet(eio_packet.MESSAGE)
     pkt.encode_cache = "42" + json_bytes([event, payload]).decode()
     return pkt
+
+
+def nested_deeper_than(values: Iterable[Any], limit: int) -> bool:
+    """Whether any of ``values`` nests arrays/objects more than ``limit`` levels deep.
+
+    Level by level rather than recursively: the point is to refuse, before any
+    handler sees them, payloads that recursive code (python-socketio's binary
+    walk, ``repr``, orjson's encoder, an extension) could not handle.
+    """
+    level = [value for value in values if isinstance(value, list | dict)]
+    for _ in range(limit):
+        if not level:
+            return False
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, list | dict)
+        ]
+    return bool(level)

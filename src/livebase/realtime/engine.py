@@ -6,6 +6,9 @@ candidate for an upstream report:
 - a long-polling POST with more than 16 packets is dropped whole (and
   answered 200): clients batch what they queued, so a burst of joins would
   vanish (``test_robustness``);
+- an event whose name is not a string raises in python-socketio's handler
+  task, and nothing bounds how deeply its arguments nest
+  (``test_engine``);
 - a malformed binary packet leaves a half-built packet that swallows every
   later message of that socket (``test_robustness``);
 - a polling client's pending GET stays open until the ping timeout after its
@@ -29,6 +32,7 @@ import socketio
 from engineio import async_socket
 from engineio.payload import Payload
 
+from livebase.realtime.codec import nested_deeper_than
 from livebase.realtime.session import Session
 
 _log = logging.getLogger("livebase.realtime")
@@ -41,6 +45,24 @@ Payload.max_decode_packets = max(Payload.max_decode_packets, 1024)
 
 
 class EngineWorkarounds(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *, max_payload_depth: int, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_payload_depth = max_payload_depth
+
+    async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
+        problem = self._event_problem(data)
+        if problem is not None:
+            _log.info("ignored an event from %s: %s", eio_sid, problem)
+            return
+        await super()._handle_event(eio_sid, namespace, id, data)
+
+    def _event_problem(self, data: Any) -> str | None:
+        if not isinstance(data, list) or not data or not isinstance(data[0], str):
+            return "an event is [name, ...arguments] with a string name"
+        if nested_deeper_than(data[1:], self.max_payload_depth):
+            return f"its arguments nest deeper than {self.max_payload_depth} levels"
+        return None
+
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
             await super()._handle_eio_message(eio_sid, data)

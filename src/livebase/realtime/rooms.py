@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,11 @@ from livebase.services.items import ItemsService
 
 MAX_ROOM_LENGTH = 200
 PRESENCE = "presence"
+# python-socketio puts every socket in a room named by its id (python-engineio's
+# ``generate_id``: 15 bytes, URL-safe base64). Such names are refused whether or
+# not the socket is connected here: it may be connected to another process of a
+# cluster, and a socket joining it would receive what is meant for that socket.
+_SOCKET_ID = re.compile(r"[A-Za-z0-9_-]{20}")
 
 
 class RoomRefused(Exception):
@@ -52,7 +58,14 @@ def room_name(raw: object) -> str:
         raise RoomRefused("room must be a string (or {room: string})")
     if not 1 <= len(raw) <= MAX_ROOM_LENGTH:
         raise RoomRefused(f"room names are 1 to {MAX_ROOM_LENGTH} characters")
+    if is_socket_id(raw):
+        raise RoomRefused("a socket's own room (named by its id) cannot be joined or left")
     return raw
+
+
+def is_socket_id(room: str) -> bool:
+    """Whether ``room`` is shaped like a Socket.IO socket id, hence reserved."""
+    return _SOCKET_ID.fullmatch(room) is not None
 
 
 class RoomRules:

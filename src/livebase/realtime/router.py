@@ -5,6 +5,11 @@ item change the router walks the *distinct read scopes* of the sockets that
 listen (collection room and item room, each socket once), checks the item
 against each scope once, cuts it to that scope's fields once, and hands over
 one payload per scope with the sockets that share it.
+
+Who wrote a change (``userId`` of item events, ``user`` of file events) is
+part of what is cut: it goes to sockets whose scope may read the field that
+REST shows it in (``userUpdated`` of the collection, ``uploadedBy`` of
+``files``) and to the writer's own sockets; others get null.
 """
 
 from __future__ import annotations
@@ -22,6 +27,10 @@ from livebase.services.registry import CollectionRegistry
 from livebase.storage.types import utcnow
 
 ITEM_EVENTS = {"create": "item.created", "update": "item.updated", "delete": "item.deleted"}
+FILE_EVENT_FIELDS = ("id", "filename", "size", "mimetype")
+# Where REST shows who wrote: an item's last writer, a file's uploader.
+ITEM_WRITER_FIELD = "userUpdated"
+FILE_WRITER_FIELD = "uploadedBy"
 
 
 @dataclass(frozen=True)
@@ -59,18 +68,32 @@ class Router:
             return []
         groups = self._audience.groups(event.collection)
         extra = self._item_room_only(event)
+        writer = self._sids_of_user(event.user_id)
         envelopes = []
-        base = {
-            "collection": event.collection,
-            "userId": event.user_id,
-            "timestamp": event.timestamp,
-        }
         name = ITEM_EVENTS[event.action]
         for scope, sids in (*groups.items(), *extra.items()):
             view = self._audience.view(collection, scope)
-            if view.matches(event.item):
-                envelopes.append(Envelope(name, {**base, "item": view.project(event.item)}, sids))
+            if not view.matches(event.item):
+                continue
+            payload = {
+                "collection": event.collection,
+                "item": view.project(event.item),
+                "userId": event.user_id,
+                "timestamp": event.timestamp,
+            }
+            if ITEM_WRITER_FIELD in view.fields:
+                envelopes.append(Envelope(name, payload, sids))
+                continue
+            own = writer.intersection(sids)
+            if own:
+                envelopes.append(Envelope(name, payload, own))
+            others = set(sids) - own if own else sids
+            if others:
+                envelopes.append(Envelope(name, {**payload, "userId": None}, others))
         return envelopes
+
+    def _sids_of_user(self, user_id: str | None) -> set[str]:
+        return set(self.members(user_room(user_id))) if user_id else set()
 
     def _item_room_only(self, event: ChangeEvent) -> dict[Any, set[str]]:
         """Sockets in ``item:{c}:{id}`` but not in the collection room, by scope."""
@@ -85,23 +108,49 @@ class Router:
         return extra
 
     def file(self, event: FileChanged) -> list[Envelope]:
-        """``file.*`` to the uploader's room and to sockets whose role may read the file."""
+        """``file.*`` to sockets whose role may read the file, and to its uploader's.
+
+        Each gets the file cut to the fields it may read, as for items. The
+        uploader's sockets get, on upload, the whole record (the upload's
+        response gave it to them) and later at least the id.
+        """
         row = event.file
-        sids: set[str] = set()
-        if row.get("uploadedBy"):
-            sids.update(self.members(user_room(str(row["uploadedBy"]))))
+        cuts = self._file_readers(row)  # sid -> (file fields, whether the writer is shown)
+        uploader = row.get(FILE_WRITER_FIELD)
+        own = FILE_EVENT_FIELDS if event.action == "uploaded" else ("id",)
+        for sid in self._sids_of_user(str(uploader) if uploader else None):
+            fields, shown = cuts.get(sid, ((), False))
+            cuts[sid] = (tuple(f for f in FILE_EVENT_FIELDS if f in fields or f in own), shown)
+        for sid in self._sids_of_user(event.user_id).intersection(cuts):
+            cuts[sid] = (cuts[sid][0], True)
+        by_cut: dict[tuple[tuple[str, ...], bool], list[str]] = {}
+        for sid, cut in cuts.items():
+            by_cut.setdefault(cut, []).append(sid)
+        return [
+            Envelope(f"file.{event.action}", self._file_payload(event, *cut), sids)
+            for cut, sids in by_cut.items()
+        ]
+
+    def _file_readers(self, row: dict[str, Any]) -> dict[str, tuple[tuple[str, ...], bool]]:
         files = self._registry.peek("files")
-        if files is not None:
-            for scope, members in self._audience.groups("files").items():
-                if self._audience.view(files, scope).matches(row):
-                    sids.update(members)
-        payload = {
-            "file": {k: row.get(k) for k in ("id", "filename", "size", "mimetype")},
+        cuts: dict[str, tuple[tuple[str, ...], bool]] = {}
+        if files is None:
+            return cuts
+        for scope, sids in self._audience.groups("files").items():
+            view = self._audience.view(files, scope)
+            if view.matches(row):
+                fields = tuple(f for f in FILE_EVENT_FIELDS if f in view.fields)
+                cuts.update(dict.fromkeys(sids, (fields, FILE_WRITER_FIELD in view.fields)))
+        return cuts
+
+    @staticmethod
+    def _file_payload(event: FileChanged, fields: tuple[str, ...], shown: bool) -> dict[str, Any]:
+        return {
+            "file": {name: event.file.get(name) for name in fields},
             "action": event.action,
-            "user": event.user_id,
+            "user": event.user_id if shown else None,
             "timestamp": event.timestamp,
         }
-        return [Envelope(f"file.{event.action}", payload, sids)] if sids else []
 
     def to_room(self, room: str, event: str, payload: Any) -> list[Envelope]:
         members = self.members(room)

@@ -81,6 +81,7 @@ class Realtime:
             cors_allowed_origins=origins,
             json=OrjsonCodec,
             max_http_buffer_size=settings.SOCKET_MAX_MESSAGE_SIZE,
+            max_payload_depth=settings.SOCKET_MAX_PAYLOAD_DEPTH,
             ping_interval=settings.SOCKET_PING_INTERVAL,
             ping_timeout=settings.SOCKET_PING_TIMEOUT,
             logger=False,
@@ -394,7 +395,7 @@ class Realtime:
             return {"success": False, "message": "a socket always stays in its own user room"}
         if room.startswith("collection:"):
             self._leave_collection(connection, room.removeprefix("collection:"))
-        elif room != sid:
+        else:
             self._manager.part(sid, room)
         return {"success": True, "room": room}
 

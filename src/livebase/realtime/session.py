@@ -19,11 +19,14 @@ waits on the same queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
 import time
 from typing import Any
 
 from engineio import async_socket, exceptions, packet
+from engineio.payload import Payload
 
 from livebase.realtime.primitives import SmallQueue
 from livebase.realtime.timers import Timers
@@ -35,6 +38,42 @@ try:
     )
 except ImportError:  # pragma: no cover - another ASGI server: frames go through ASGI
     _SansIO = None
+
+_log = logging.getLogger("livebase.realtime")
+# OPEN to NOOP. python-engineio takes any digit for a type and then fails on the
+# ones it has no name for (an IndexError while logging), with a traceback.
+_PACKET_TYPES = range(len(packet.packet_names))
+
+
+class MalformedPacket(exceptions.EngineIOError):  # type: ignore[misc]
+    """Not Engine.IO v4: the session is closed, as the reference server does on a parse error."""
+
+
+class OverlappingPoll(exceptions.EngineIOError):  # type: ignore[misc]
+    """A second long-polling GET while one is pending: answered 400, the session closed."""
+
+
+def decode_packet(data: str | bytes) -> Any:
+    """One packet from the client, or :class:`MalformedPacket`."""
+    try:
+        pkt = packet.Packet(encoded_packet=data)
+    except ValueError as exc:  # not a digit, empty, bad base64
+        raise MalformedPacket(f"not an Engine.IO packet ({exc})") from None
+    if pkt.packet_type not in _PACKET_TYPES:
+        raise MalformedPacket(f"unknown Engine.IO packet type {pkt.packet_type}")
+    return pkt
+
+
+def decode_payload(body: bytes) -> list[Any]:
+    """The packets of a long-polling POST body, or :class:`MalformedPacket`."""
+    try:
+        packets: list[Any] = Payload(encoded_payload=body.decode("utf-8")).packets
+    except ValueError as exc:  # not UTF-8, too many packets, a packet that does not parse
+        raise MalformedPacket(f"not an Engine.IO payload ({exc})") from None
+    for pkt in packets:
+        if pkt.packet_type not in _PACKET_TYPES:
+            raise MalformedPacket(f"unknown Engine.IO packet type {pkt.packet_type}")
+    return packets
 
 
 def ws_frame(data: str | bytes) -> bytes:
@@ -123,6 +162,7 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
     _sending = 0  # the bytes of the packet the drain task has taken and is sending
     _ping_slot: int | None = None  # when the next PING is due, on the server's timers
     _closer: asyncio.Task[None] | None = None  # closing the WebSocket from this side
+    _polling = False  # a long-polling GET is waiting for packets
 
     def __init__(self, server: Any, sid: str) -> None:
         super().__init__(server, sid)
@@ -271,9 +311,9 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
             if data is None or len(data) > limit:
                 return
             try:
-                pkt = packet.Packet(encoded_packet=data)
-            except Exception:
-                self.server.logger.info("%s: not an Engine.IO packet, closing", self.sid)
+                pkt = decode_packet(data)
+            except MalformedPacket as exc:
+                _log.info("closing Engine.IO session %s: %s", self.sid, exc)
                 return
             try:
                 await self.receive(pkt)
@@ -284,6 +324,43 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
             except Exception:
                 self.server.logger.exception("%s: cannot handle a packet", self.sid)
                 return
+
+    # -- long-polling -----------------------------------------------------------------
+
+    async def poll(self) -> Any:
+        # Two GETs would share out the queue between them, each hanging until the
+        # heartbeat; the reference server refuses the second and closes the session.
+        if self._polling:
+            await self._refuse("a second long-poll while one is pending")
+            raise OverlappingPoll()
+        self._polling = True
+        try:
+            return await super().poll()
+        finally:
+            self._polling = False
+
+    async def handle_post_request(self, environ: Any) -> None:
+        # python-engineio's, with the body decoded by decode_payload: its own
+        # decoding logged a traceback for unknown packet types and bodies not UTF-8.
+        length = int(environ.get("CONTENT_LENGTH", "0"))
+        if length > self.server.max_http_buffer_size:
+            raise exceptions.ContentTooLongError()
+        body = await environ["wsgi.input"].read(length)
+        try:
+            packets = decode_payload(body)
+        except MalformedPacket as exc:
+            await self._refuse(str(exc))
+            raise
+        for pkt in packets:
+            # A type a client has no reason to send (OPEN, NOOP) is ignored, as over WebSocket.
+            with contextlib.suppress(exceptions.UnknownPacketError):
+                await self.receive(pkt)
+
+    async def _refuse(self, reason: str) -> None:
+        """Close the session for a request it cannot serve; python-engineio then answers 400."""
+        _log.info("closing Engine.IO session %s: %s", self.sid, reason)
+        # Not waiting for the CLOSE packet to be polled: the client may never poll again.
+        await self.close(wait=False, reason=self.server.reason.TRANSPORT_ERROR)
 
     async def _upgrade(self, ws: Any) -> bool:
         """The polling-to-WebSocket probe, as python-engineio does it."""
