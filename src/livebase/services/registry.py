@@ -45,7 +45,7 @@ class CollectionRegistry:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._user: dict[str, Collection] = {}
-        self._warned: set[tuple[str, str, object]] = set()
+        self._warned: set[tuple[str, str, str]] = set()
 
     async def load(self) -> None:
         async with self._db.connect() as conn:
@@ -67,9 +67,10 @@ class CollectionRegistry:
         # writable, except that a value for that field is refused (422) until
         # an administrator changes the pattern. Once per pattern: load() runs often.
         for field, pattern in _unusable_patterns(definition):
-            if (name, field, pattern.source) in self._warned:
+            key = (name, field, repr(pattern.source))  # the source may be any JSON value
+            if key in self._warned:
                 continue
-            self._warned.add((name, field, pattern.source))
+            self._warned.add(key)
             _log.warning(
                 "collection %r field %r: validate.is %r is unusable (%s); values for it are "
                 "refused until an administrator changes it",
