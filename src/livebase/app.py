@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from livebase import __version__
 from livebase.api import admin, auth, demo, files, health, items, notifications, stats
@@ -102,7 +103,16 @@ def create_asgi(settings: Settings) -> Any:
     """The whole server: Socket.IO at ``SOCKET_PATH`` in front of the REST app."""
     app = create_app(settings)
     realtime: Realtime | None = app.state.realtime
-    return app if realtime is None else realtime.asgi(app)
+    served = app if realtime is None else realtime.asgi(app)
+    return _behind_proxies(served, settings.FORWARDED_ALLOW_IPS)
+
+
+def _behind_proxies(app: Any, trusted: list[str]) -> Any:
+    # Here, not in the ASGI server, so that one setting decides whoever serves
+    # the app; livebase serve turns uvicorn's own rewriting off (cli.py).
+    if not trusted:
+        return app
+    return ProxyHeadersMiddleware(app, trusted_hosts=trusted)
 
 
 def services_of(app: FastAPI) -> Services:

@@ -33,6 +33,10 @@ SERVER_OPTIONS: dict[str, Any] = {
     # small JSON, and each compressing socket held ~50 KiB of zlib state.
     "ws_per_message_deflate": False,
     "lifespan": "on",
+    # The app applies FORWARDED_ALLOW_IPS itself (app.create_asgi); uvicorn's
+    # own rewriting trusts 127.0.0.1 unless told otherwise, so any local
+    # client could name the address its login attempts count against.
+    "proxy_headers": False,
 }
 # Every delivered message allocates a few short-lived objects per socket;
 # with the default thresholds the collector ran full passes over all socket

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
@@ -64,13 +65,32 @@ class Settings(BaseSettings):
     MAX_REQUEST_BODY_SIZE: int = Field(10 * 1024 * 1024, gt=0)
     EXTENSIONS_PATH: Path = Path("./extensions")
     RATE_LIMIT_AUTH: int = Field(20, ge=0)
+    # Peers whose X-Forwarded-For names the client (uvicorn's and gunicorn's
+    # setting): IPs, networks or "*". Unset, no peer is: otherwise any local
+    # process could pick the address its login attempts are counted under.
+    FORWARDED_ALLOW_IPS: CommaList = []
     LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # Serve the live demo page (examples/live-feed) at /examples/live-feed/.
     DEMO_ENABLED: bool = True
 
     _split = field_validator(
-        "SOCKET_CORS_ENABLED_ORIGINS", "SOCKET_EXCLUDE_COLLECTIONS", mode="before"
+        "SOCKET_CORS_ENABLED_ORIGINS",
+        "SOCKET_EXCLUDE_COLLECTIONS",
+        "FORWARDED_ALLOW_IPS",
+        mode="before",
     )(_split_commas)
+
+    @field_validator("FORWARDED_ALLOW_IPS")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address, a network or *: {entry!r}") from None
+        return value
 
     @field_validator("LOG_LEVEL", mode="before")
     @classmethod

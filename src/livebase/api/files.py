@@ -13,6 +13,7 @@ from livebase.api.deps import ServicesDep, Who
 from livebase.api.responses import ORJSONResponse
 from livebase.api.uploads import receive_upload
 from livebase.services.query import parse_query
+from livebase.services.sniffing import servable
 
 router = APIRouter(tags=["files"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -108,9 +109,10 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
 async def asset(file_id: str, request: Request, who: Who, services: ServicesDep) -> Response:
     row = await services.files.asset(who, file_id)
     size = int(row["size"])
+    mimetype = servable(row["mimetype"])
     headers = {
         "Accept-Ranges": "bytes",
-        "Content-Disposition": _disposition(row["mimetype"], row["filename"]),
+        "Content-Disposition": _disposition(mimetype, row["filename"]),
         "X-Content-Type-Options": "nosniff",
         # Uploaded bytes never run as active content on this origin.
         "Content-Security-Policy": "default-src 'none'; sandbox",
@@ -128,6 +130,6 @@ async def asset(file_id: str, request: Request, who: Who, services: ServicesDep)
     return StreamingResponse(
         services.files.read_bytes(row, start, end),
         status_code=status,
-        media_type=row["mimetype"],
+        media_type=mimetype,
         headers=headers,
     )

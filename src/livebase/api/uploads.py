@@ -8,11 +8,16 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from livebase.services.errors import BadRequest
+from livebase.services.errors import BadRequest, TooLarge
 from livebase.services.files import FileRow, FileService, PendingUpload
 
 MAX_PARTS = 20
 MAX_FIELD_BYTES = 16 * 1024
+# POST /files is exempt from MAX_REQUEST_BODY_SIZE: its file has its own limit
+# (MAX_UPLOAD_FILE_SIZE). Everything else in the body - fields, parts we
+# ignore, part headers, framing, anything after the closing boundary - shares
+# this much, so the body as a whole is bounded too.
+MAX_FORM_BYTES = 64 * 1024
 
 
 class _Collector:
@@ -69,11 +74,15 @@ async def receive_upload(request: Request, files: FileService, who: Any) -> File
     collector = _Collector()
     parser = MultipartParser(boundary, callbacks=collector.callbacks())  # type: ignore[arg-type]
     session = _Session(files, who)
+    received = 0
     try:
         async for chunk in request.stream():
+            received += len(chunk)
             parser.write(chunk)
             await session.handle(collector.queue)
             collector.queue.clear()
+            if received - session.file_bytes > MAX_FORM_BYTES:
+                raise TooLarge(f"the form around the file is larger than {MAX_FORM_BYTES} bytes")
         parser.finalize()
         await session.handle(collector.queue)
         if not collector.finished:
@@ -99,6 +108,7 @@ class _Session:
         self._current: str | None = None  # "file", a field name, or None (ignored part)
         self._fields: dict[str, bytearray] = {}
         self._parts = 0
+        self.file_bytes = 0
 
     async def handle(self, queue: list[tuple[str, Any]]) -> None:
         for kind, value in queue:
@@ -107,11 +117,13 @@ class _Session:
             elif kind == "data" and self._current == "file":
                 assert self._pending is not None
                 await self._files.write(self._pending, value)
+                self.file_bytes += len(value)
             elif kind == "data" and self._current is not None:
                 field = self._fields[self._current]
                 field += value
                 if len(field) > MAX_FIELD_BYTES:
-                    raise BadRequest(f"field {self._current!r} is too long")
+                    too_long = f"field {self._current!r} is longer than {MAX_FIELD_BYTES} bytes"
+                    raise TooLarge(too_long)
             elif kind == "end" and self._current == "file":
                 self._done = True
 

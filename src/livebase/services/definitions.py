@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from livebase.services.errors import BadRequest, object_with
+from livebase.services.names import check_distinct_ignoring_case, check_name, check_new_field_name
+from livebase.services.patterns import compile_pattern
 from livebase.services.values import coerce_value
 from livebase.storage.model import FieldKind, FieldSpec
 
-NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _KINDS = {kind.value.lower(): kind for kind in FieldKind}
 _SPECIAL_DEFAULTS = {"UUIDV4", "NOW", "AUTOINCREMENT"}
 _VALIDATORS = {"min", "max", "len", "isEmail", "is"}
@@ -29,15 +30,6 @@ class Definition:
     primary_key: str
     realtime: bool
     raw: dict[str, Any]
-
-
-def check_name(name: object, what: str) -> str:
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise BadRequest(
-            f"invalid {what} name {name!r}: use a letter then letters, digits or _ (max 63)",
-            "INVALID_NAME",
-        )
-    return name
 
 
 def _bool(value: object, where: str, default: bool) -> bool:
@@ -96,12 +88,12 @@ def _validate_rules(raw: object, kind: FieldKind, where: str) -> dict[str, Any]:
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in span)
         ):
             raise BadRequest(f"{where}.validate.len must be [min, max] lengths")
-    if "is" in raw:
-        try:
-            re.compile(raw["is"])
-        except (re.error, TypeError):
-            raise BadRequest(f"{where}.validate.is must be a valid regular expression") from None
-    return dict(raw)
+    rules = dict(raw)
+    if "is" in rules:
+        # Compiled once here, for every value the field will get; a refusal is
+        # a 400 for a schema being written (check_written), not for a stored one.
+        rules["is"] = compile_pattern(rules["is"])
+    return rules
 
 
 def parse_field(name: str, raw: object) -> FieldSpec:
@@ -185,3 +177,24 @@ def parse_definition(raw: object) -> Definition:
         realtime=_bool(raw.get("realtime"), "schema.realtime", True),
         raw=raw,
     )
+
+
+def check_written(
+    definition: Definition, written: Iterable[str], existing: Collection[str] = ()
+) -> None:
+    """Rules for a definition a request writes, on top of :func:`parse_definition`.
+
+    ``written`` are the fields the request defines or changes, ``existing``
+    the fields the collection had. Only what a request writes must pass these
+    rules: a stored schema keeps loading when they tighten.
+    """
+    check_distinct_ignoring_case(definition.fields)
+    for name in written:
+        spec = definition.fields.get(name)
+        if spec is None or spec.managed:
+            continue  # dropped, or added by the server
+        if name not in existing:
+            check_new_field_name(name)
+        pattern = spec.validate.get("is")
+        if pattern is not None and pattern.refusal is not None:
+            raise BadRequest(f"fields.{name}.validate.is: {pattern.refusal}", "UNSUPPORTED_PATTERN")

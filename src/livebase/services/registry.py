@@ -8,6 +8,7 @@ from sqlalchemy import MetaData, select
 
 from livebase.services.definitions import Definition, parse_definition
 from livebase.services.errors import NotFound, ServiceError
+from livebase.services.patterns import FieldPattern
 from livebase.storage import system
 from livebase.storage.database import Database
 from livebase.storage.model import Collection
@@ -29,6 +30,11 @@ def make_collection(name: str, definition: Definition) -> Collection:
     )
 
 
+def _unusable_patterns(definition: Definition) -> list[tuple[str, FieldPattern]]:
+    found = [(spec.name, spec.validate.get("is")) for spec in definition.fields.values()]
+    return [(field, p) for field, p in found if p is not None and p.refusal is not None]
+
+
 class CollectionRegistry:
     """In-memory view of the ``schemas`` table, reloaded when a name is missing.
 
@@ -39,6 +45,7 @@ class CollectionRegistry:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._user: dict[str, Collection] = {}
+        self._warned: set[tuple[str, str, str]] = set()
 
     async def load(self) -> None:
         async with self._db.connect() as conn:
@@ -47,10 +54,31 @@ class CollectionRegistry:
         for row in rows:
             name = row["collectionName"]
             try:
-                loaded[name] = make_collection(name, parse_definition(row["schema"]))
+                definition = parse_definition(row["schema"])
             except ServiceError as exc:
                 _log.error("schema of collection %r is unusable, skipped: %s", name, exc.message)
+                continue
+            self._warn_of_unusable_patterns(name, definition)
+            loaded[name] = make_collection(name, definition)
         self._user = loaded
+
+    def _warn_of_unusable_patterns(self, name: str, definition: Definition) -> None:
+        # Stored before patterns ran on RE2: the collection stays readable and
+        # writable, except that a value for that field is refused (422) until
+        # an administrator changes the pattern. Once per pattern: load() runs often.
+        for field, pattern in _unusable_patterns(definition):
+            key = (name, field, repr(pattern.source))  # the source may be any JSON value
+            if key in self._warned:
+                continue
+            self._warned.add(key)
+            _log.warning(
+                "collection %r field %r: validate.is %r is unusable (%s); values for it are "
+                "refused until an administrator changes it",
+                name,
+                field,
+                pattern.source,
+                pattern.refusal,
+            )
 
     def peek(self, name: str) -> Collection | None:
         return self._user.get(name) or system.SYSTEM_COLLECTIONS.get(name)

@@ -9,9 +9,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from livebase.services.accountability import Accountability, require_admin
-from livebase.services.definitions import Definition, check_name, parse_definition
+from livebase.services.definitions import Definition, check_written, parse_definition
 from livebase.services.errors import BadRequest, Conflict, object_with
 from livebase.services.events import ChangeEvent, EventBus, PermissionsChanged
+from livebase.services.names import check_new_collection_name
 from livebase.services.permissions import PermissionService
 from livebase.services.registry import CollectionRegistry, make_collection
 from livebase.storage import system, tables
@@ -59,14 +60,16 @@ class SchemaService:
     async def create(self, who: Accountability, body: object) -> dict[str, Any]:
         require_admin(who)
         body = object_with(body, {"collectionName", "schema"}, "body")
-        name = check_name(body.get("collectionName"), "collection")
-        if name.lower().startswith("livebase") or self._registry.taken(name):
+        name = check_new_collection_name(body.get("collectionName"))
+        if self._registry.taken(name):
             await self._registry.load()
-        if name.lower().startswith("livebase") or self._registry.taken(name):
+        if self._registry.taken(name):
             raise Conflict(
                 f"collection {name!r} already exists or is reserved", "COLLECTION_EXISTS"
             )
-        collection = make_collection(name, parse_definition(body.get("schema", {})))
+        definition = parse_definition(body.get("schema", {}))
+        check_written(definition, definition.fields)
+        collection = make_collection(name, definition)
         now = utcnow()
         try:
             async with self._db.transaction() as conn:
@@ -116,6 +119,7 @@ class SchemaService:
                 fields[field_name] = spec
         merged["fields"] = fields
         definition = parse_definition(merged)
+        check_written(definition, changes, current.fields)
         updated = make_collection(name, definition)
         async with self._db.transaction() as conn:
             await self._alter(conn, current, definition, updated)
@@ -132,9 +136,6 @@ class SchemaService:
         self, conn: AsyncConnection, current: Collection, new: Definition, updated: Collection
     ) -> None:
         old_fields, new_fields = current.fields, new.fields
-        lowered = [n.lower() for n in new_fields]
-        if len(set(lowered)) != len(lowered):
-            raise BadRequest("two fields differ only in letter case")
         for name in old_fields.keys() - new_fields.keys():
             if old_fields[name].primary_key:
                 raise BadRequest("the primary key cannot be dropped")

@@ -16,9 +16,17 @@ _SIGNATURES: list[tuple[bytes, int, str]] = [
     (b"\x1a\x45\xdf\xa3", 0, "video/webm"),
     (b"ftyp", 4, "video/mp4"),
 ]
-_TEXT_CLAIMS = {"application/json", "text/csv", "text/markdown", "application/xml"}
-# Types a browser would run as active content from our origin: never trusted from a claim.
-_ACTIVE = {"text/html", "application/xhtml+xml", "image/svg+xml", "text/javascript"}
+# Text whose claimed type is kept: an allow-list, because the types a browser
+# runs are many (text/ecmascript, text/x-javascript, text/jscript, ... each one a
+# script to <script src> from any site, nosniff notwithstanding; html, svg,
+# xml, css). None of these runs or styles anything; other text is text/plain.
+_TEXT_KEPT = frozenset({"text/plain", "text/csv", "text/markdown", "application/json"})
+_BINARY = "application/octet-stream"
+# Every type sniff() gives: what a stored row may be served as.
+_SERVABLE = (
+    frozenset({mimetype for _, _, mimetype in _SIGNATURES} | {"image/webp", "audio/wav", _BINARY})
+    | _TEXT_KEPT
+)
 
 
 def sniff(head: bytes, claimed: str | None) -> str:
@@ -30,10 +38,17 @@ def sniff(head: bytes, claimed: str | None) -> str:
             return mimetype
     claim = (claimed or "").split(";")[0].strip().lower()
     if _looks_like_text(head):
-        if claim in _TEXT_CLAIMS or (claim.startswith("text/") and claim not in _ACTIVE):
-            return claim
-        return "text/plain"
-    return "application/octet-stream"
+        return claim if claim in _TEXT_KEPT else "text/plain"
+    return _BINARY
+
+
+def servable(mimetype: str | None) -> str:
+    """The type to serve a stored file as: its own if sniff() could have given it.
+
+    Rows stored before the allow-list may hold a claimed text type such as
+    text/ecmascript; those are served as bytes to download.
+    """
+    return mimetype if mimetype in _SERVABLE else _BINARY
 
 
 def _looks_like_text(head: bytes) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlalchemy import (
@@ -62,6 +63,18 @@ def _column(spec: FieldSpec) -> Column[Any]:
 
 
 def unique_index_name(table: str, field: str) -> str:
+    """A name no other (table, field) pair gets, within PostgreSQL's 63 bytes.
+
+    Index names share one namespace per database: ``uq_{table}_{field}``
+    cut at 63 made two long fields of one table, or ``a_b.c`` and ``a.b_c``,
+    collide.
+    """
+    digest = hashlib.sha256(f"{table}\0{field}".encode()).hexdigest()[:12]
+    return f"uq_{table[:20]}_{field[:20]}_{digest}"
+
+
+def _legacy_unique_index_name(table: str, field: str) -> str:
+    # What databases created before unique_index_name hashed still hold.
     return f"uq_{table}_{field}"[:63]
 
 
@@ -105,5 +118,11 @@ async def create_unique_index(conn: AsyncConnection, table: Table, field: str) -
 
 
 async def drop_unique_index(conn: AsyncConnection, table: Table, field: str) -> None:
-    index = Index(unique_index_name(table.name, field), table.c[field], unique=True)
-    await conn.run_sync(lambda sync_conn: index.drop(sync_conn))
+    names = (unique_index_name(table.name, field), _legacy_unique_index_name(table.name, field))
+    for name in names:
+        index = Index(name, table.c[field], unique=True)
+        await conn.run_sync(_drop_if_there, index)
+
+
+def _drop_if_there(sync_conn: Any, index: Index) -> None:
+    index.drop(sync_conn, checkfirst=True)
