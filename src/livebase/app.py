@@ -14,7 +14,7 @@ from livebase import __version__
 from livebase.api import admin, auth, demo, files, health, items, notifications, stats
 from livebase.api.errors import install_error_handlers
 from livebase.api.fast_create import ItemCreateFastPath
-from livebase.api.limits import BodySizeLimit, JsonDepthLimit
+from livebase.api.limits import BodySizeLimit, JsonBodyGuard
 from livebase.api.responses import ORJSONResponse
 from livebase.extensions import load_extensions, mount_routers, start_extensions
 from livebase.realtime.server import Realtime
@@ -90,9 +90,9 @@ def create_app(settings: Settings) -> FastAPI:
     if settings.DEMO_ENABLED:
         app.include_router(demo.router)
     mount_routers(app, extensions)
-    # Inside the depth and body-size limits, which are added last and so run first.
+    # Inside the JSON guard and the body-size limit, which are added last and so run first.
     app.add_middleware(ItemCreateFastPath, state=app.state)
-    app.add_middleware(JsonDepthLimit)
+    app.add_middleware(JsonBodyGuard)
     app.add_middleware(
         BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt={("POST", "/files")}
     )

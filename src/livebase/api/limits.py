@@ -1,4 +1,4 @@
-"""Caps on request bodies: their size, counted as they stream in, and their JSON nesting."""
+"""Caps on request bodies: their size, counted as they stream in, and what their JSON may hold."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from livebase.api.bodies import read_body, replay
 from livebase.api.responses import error_response
-from livebase.services.nesting import MAX_JSON_DEPTH, TooDeep, exceeds_depth
+from livebase.services.errors import ServiceError
+from livebase.services.nesting import MAX_JSON_DEPTH, check_depth
+from livebase.services.surrogates import check_surrogates
 
 
 class _TooLarge(HTTPException):
@@ -113,12 +115,13 @@ def _may_be_json(scope: Scope) -> bool:
     )
 
 
-class JsonDepthLimit:
-    """Refuse JSON bodies nested deeper than ``limit`` with 400, before any route parses them.
+class JsonBodyGuard:
+    """Refuse, with 400 before any route parses it, a JSON body that no route could use.
 
     One check in front of every route — the create fast path, FastAPI's body
-    parsing, extension routes — so that no parser recurses into a hostile
-    body and no handler receives one it would have to walk.
+    parsing, extension routes — so that no parser recurses into a body nested
+    deeper than ``limit``, and no handler receives a string it could not store
+    (a lone surrogate escape).
     """
 
     def __init__(self, app: ASGIApp, limit: int = MAX_JSON_DEPTH) -> None:
@@ -130,8 +133,10 @@ class JsonDepthLimit:
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
-        if exceeds_depth(body, self.limit):
-            refusal = TooDeep(f"request body is nested more than {self.limit} levels deep")
+        try:
+            check_depth(body, "request body", self.limit)
+            check_surrogates(body, "request body")
+        except ServiceError as refusal:
             response = error_response(refusal.status, refusal.message, refusal.code)
             await response(scope, receive, send)
             return
