@@ -94,6 +94,7 @@ CASES: list[tuple[str, str, dict[str, Any], int | None]] = [
         400,
     ),
     ("POST", "/roles", {"json": {"name": "bad role!"}}, 400),
+    ("POST", "/roles", {"json": {"name": "editor\n"}}, 400),
     ("POST", "/roles", {"json": ["editor"]}, 400),
     ("POST", "/permissions", {"json": {"role": "user"}}, 400),
     ("GET", "/permissions/not-a-uuid", {}, 404),

@@ -387,3 +387,22 @@ async def test_emit_to_room_reaches_members_and_not_those_who_left(live: Live) -
     await ann.wait_for("chat.message", lambda p: p["text"] == "third")
     await live.sentinel(anonymous)
     assert len(anonymous.received("chat.message")) == 1
+
+
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_MAX_ROOMS": 3}])
+async def test_a_socket_joins_at_most_socket_max_rooms_besides_its_own(live: Live) -> None:
+    """Each room a socket is in costs server memory, so requested rooms are counted."""
+    await _posts(live)
+    token, user = await live.api.user("ann@example.com")
+    ann = await live.connect(token, "ann")
+    for n in range(3):
+        assert await ann.call("join", f"chat-{n}") == ok(f"chat-{n}")
+    # Rejoining, its own user room and collection rooms add nothing to the count.
+    assert await ann.call("join", "chat-0") == ok("chat-0")
+    assert await ann.call("join", f"user:{user['id']}") == ok(f"user:{user['id']}")
+    assert "3 rooms" in assert_refused(await ann.call("join", "chat-3"))
+    await emit_to_room_reaches(live, "chat-3", to=[], not_to=[ann])
+    # Leaving one makes room for another.
+    assert await ann.call("leave", "chat-1") == ok("chat-1")
+    assert await ann.call("join", "chat-3") == ok("chat-3")
+    await emit_to_room_reaches(live, "chat-3", to=[ann], not_to=[])

@@ -392,3 +392,27 @@ async def test_a_polling_client_that_never_polls_has_its_backlog_bounded_in_byte
     assert held < HELD_LIMIT, f"{held / 2**20:.1f} MiB held after a write"
     assert_dropped_once_for_bytes(caplog, unpolled.sid, user_id)
     await session_ends(live, unpolled.eio_sid)
+
+
+@byte_bound
+async def test_a_client_that_never_reads_its_acks_is_held_to_the_byte_bound(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Acks are sent by python-socketio itself, not by the delivery stage: a client
+    that asks and never reads the answers must meet the same bound as for events.
+    """
+    caplog.set_level(logging.WARNING, logger="livebase.realtime")
+    token, user = await live.api.user("asker@example.com")
+    unpolled = await Unpolled.connect(live, token)
+    room = "r" * 190
+    # Each join's ack echoes the 190-character room; a POST carries 1000 of them.
+    batch = "\x1e".join(f'42{n}["join","{room}"]' for n in range(1000))
+    url = f"{live.base_url}/realtime/"
+    session = {"EIO": "4", "transport": "polling", "sid": unpolled.eio_sid}
+    async with httpx.AsyncClient(timeout=TIMEOUT) as http:
+        for _ in range(2 * MAX_QUEUE_BYTES // (1000 * len(room))):  # twice the bound in acks
+            if unpolled.eio_sid not in live.realtime.sio.eio.sockets:
+                break
+            await http.post(url, params=session, content=batch)
+    await session_ends(live, unpolled.eio_sid)
+    assert_dropped_once_for_bytes(caplog, unpolled.sid, user["id"])

@@ -40,6 +40,7 @@ from livebase.realtime.rooms import (
 )
 from livebase.realtime.router import Router, stamped
 from livebase.realtime.service import EventHandler, SocketService
+from livebase.realtime.session import Session
 from livebase.realtime.timers import Timers
 from livebase.services.accountability import ADMIN_ROLE
 from livebase.services.container import Services
@@ -90,6 +91,8 @@ class Realtime:
         # Heartbeats (in the Engine.IO sessions) and token expiries share one set of timers.
         self.timers = self.sio.eio.timers = Timers()
         self._max_queue = settings.SOCKET_MAX_QUEUE
+        # Packets python-socketio sends itself (acks) meet the byte bound too.
+        self.sio.eio.on_overflow = self._session_overflow
         self._services: Services | None = None
         # Sockets between their handshake and "connect": each with the collections it auto-joins.
         self._pending: dict[str, tuple[Connection, list[str]]] = {}
@@ -331,6 +334,21 @@ class Realtime:
     def _drop_slow_consumer(self, sid: str, reason: str) -> None:
         self.drop(sid, reason, abort=True)
 
+    def _session_overflow(self, session: Session) -> bool:
+        """Whether ``session`` is past the byte bound, and so dropped, instead of sent more."""
+        bound = self.settings.SOCKET_MAX_QUEUE_BYTES
+        waiting = session.bytes_waiting()
+        if waiting <= bound:
+            return False
+        reason = f"slow consumer: {waiting} bytes waiting (bound {bound} bytes)"
+        sid = self.sio.manager.sid_from_eio_sid(session.sid, "/")
+        if sid is not None and sid in self.connections.by_sid:
+            self.drop(sid, reason, abort=True)
+        elif not session.closed:
+            _log.warning("disconnecting Engine.IO session %s: %s", session.sid, reason)
+            self._spawn(self.sio.abort_session(session.sid))
+        return True
+
     async def _disconnect(self, sid: str, eio_sid: str, abort: bool) -> None:
         await self.sio.disconnect(sid)
         if abort:
@@ -372,6 +390,7 @@ class Realtime:
             return {"success": False, "message": "not connected"}
         try:
             room = room_name(args[0] if args else None)
+            self._check_room_count(connection, room)
             await self.rules.check_join(connection, room)
         except RoomRefused as exc:
             return {"success": False, "message": str(exc)}
@@ -381,7 +400,17 @@ class Realtime:
             self._join_collection(connection, room.removeprefix("collection:"))
         else:
             self._manager.join(sid, room)
+            if _counted(connection, room):
+                connection.rooms.add(room)
         return {"success": True, "room": room}
+
+    def _check_room_count(self, connection: Connection, room: str) -> None:
+        """Refuse a room past ``SOCKET_MAX_ROOMS``: each one a socket is in costs memory."""
+        bound = self.settings.SOCKET_MAX_ROOMS
+        if not _counted(connection, room) or room in connection.rooms:
+            return  # a rejoin adds nothing
+        if len(connection.rooms) >= bound:
+            raise RoomRefused(f"a socket may be in at most {bound} rooms besides its own")
 
     async def _on_leave(self, sid: str, *args: Any) -> dict[str, Any]:
         connection = self.connections.get(sid)
@@ -397,6 +426,7 @@ class Realtime:
             self._leave_collection(connection, room.removeprefix("collection:"))
         else:
             self._manager.part(sid, room)
+            connection.rooms.discard(room)
         return {"success": True, "room": room}
 
     # -- live authorization ----------------------------------------------------------------
@@ -420,8 +450,10 @@ class Realtime:
                 collection = room.split(":", 2)[1]
                 if self.audience.read_scope(connection, collection) is None:
                     self._manager.part(connection.sid, room)
+                    connection.rooms.discard(room)
             elif room == PRESENCE and self.audience.read_scope(connection, "users") is None:
                 self._manager.part(connection.sid, room)
+                connection.rooms.discard(room)
 
     async def _user_changed(self, event: ChangeEvent) -> None:
         for connection in self.connections.of_user(str(event.key)):
@@ -523,3 +555,12 @@ class Realtime:
             "delivered": self.delivery.delivered if self._services is not None else 0,
             **({"pubsub": self._manager.counters()} if self._manager.clustered else {}),
         }
+
+
+def _counted(connection: Connection, room: str) -> bool:
+    """Whether ``room`` counts towards ``SOCKET_MAX_ROOMS``: not the socket's own user
+    room, nor collection rooms (as many as the collections an administrator made).
+    """
+    if room.startswith("collection:"):
+        return False
+    return connection.user_id is None or room != user_room(connection.user_id)

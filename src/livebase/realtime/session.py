@@ -198,8 +198,17 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
         self._flush()
 
     async def send(self, pkt: Any) -> None:
-        if await self.check_ping_timeout():
-            self.push(pkt)
+        """A packet python-socketio sends itself (an ack, CONNECT, a DISCONNECT).
+
+        Held to the same byte bound as events: a client that sends requests
+        but never reads their answers would otherwise pile acks up without end.
+        """
+        if not await self.check_ping_timeout():
+            return
+        overflow = getattr(self.server, "on_overflow", None)
+        if overflow is not None and overflow(self):
+            return
+        self.push(pkt)
 
     def _flush(self) -> None:
         if self.ws is None or self._drain is not None or self.upgrading:

@@ -15,7 +15,7 @@ from livebase.storage import system
 from livebase.storage.database import Database
 from livebase.storage.types import utcnow
 
-_ROLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,99}$")
+_ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}")
 
 
 class RoleService:
@@ -43,7 +43,7 @@ class RoleService:
         require_admin(who)
         body = object_with(body, {"name", "description"}, "role")
         name, description = body.get("name"), body.get("description")
-        if not isinstance(name, str) or not _ROLE_NAME.match(name):
+        if not isinstance(name, str) or not _ROLE_NAME.fullmatch(name):
             raise BadRequest(
                 "name: a letter then letters, digits, _ or - (max 100)", "INVALID_NAME"
             )

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
 
-_KEY = re.compile(r"^[0-9a-f]{32}$")
+_KEY = re.compile(r"[0-9a-f]{32}")
 CHUNK = 64 * 1024
 
 
@@ -95,7 +95,7 @@ class LocalFileStorage(FileStorage):
         return _LocalUpload(self.root, limit)
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"not a storage key: {key!r}")
         return self.root / key
 
