@@ -22,9 +22,14 @@ async def _echo(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _call(chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
-    app = BodySizeLimit(_echo, LIMIT)
-    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/x", "headers": headers}
+async def _call(
+    chunks: list[bytes],
+    headers: list[tuple[bytes, bytes]],
+    path: str = "/x",
+    exempt: set[tuple[str, str]] | None = None,
+) -> tuple[int, bytes]:
+    app = BodySizeLimit(_echo, LIMIT, exempt=exempt)
+    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": path, "headers": headers}
     incoming = [
         {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
         for i, c in enumerate(chunks)
@@ -60,23 +65,8 @@ async def test_a_chunked_body_is_counted_as_it_streams_in() -> None:
 
 
 async def _call_exempt(content_type: bytes, chunks: list[bytes]) -> int:
-    app = BodySizeLimit(_echo, LIMIT, exempt={("POST", "/files")})
     headers = [(b"content-type", content_type), (b"transfer-encoding", b"chunked")]
-    scope: dict[str, Any] = {"type": "http", "method": "POST", "path": "/files", "headers": headers}
-    incoming = [
-        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-        for i, c in enumerate(chunks)
-    ]
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    status: int = sent[0]["status"]
+    status, _ = await _call(chunks, headers, path="/files", exempt={("POST", "/files")})
     return status
 
 
