@@ -109,9 +109,15 @@ async def test_a_burst_of_ordinary_joins_is_answered(live: Live) -> None:
 
 
 async def test_join_flood(live: Live) -> None:
-    """1 000 joins emitted at once: each is answered correctly or ignored, and nothing breaks."""
+    """1 000 joins emitted at once: each is answered correctly or ignored, and nothing breaks.
+
+    400 of them name distinct valid rooms: the first ``SOCKET_MAX_ROOMS`` taken
+    are joined, the others refused for the count.
+    """
     abuser, bystander = await _setup(live)
     acks: list[tuple[Any, Any]] = []
+    max_rooms = live.realtime.settings.SOCKET_MAX_ROOMS
+    assert max_rooms < 400
 
     def room(i: int) -> Any:
         return [f"flood:{i}", 1000 + i, "", "collection:posts", {"room": f"flood:{i}"}][i % 5]
@@ -130,19 +136,24 @@ async def test_join_flood(live: Live) -> None:
     while not abuser.sio.eio.queue.empty():
         assert asyncio.get_running_loop().time() < deadline, "the client never sent its flood"
         await asyncio.sleep(0.01)
-    assert await abuser.call("join", "after-flood") == {"success": True, "room": "after-flood"}
+    assert await abuser.call("leave", "after-flood") == {"success": True, "room": "after-flood"}
     took = asyncio.get_running_loop().time() - started
 
     for i, ack in acks:
-        if expected(i) is False:
+        if expected(i) is False or not ack["success"]:
             assert_refused(ack)
         else:
             assert ack == expected(i), (i, ack)
+    over = [a for i, a in acks if expected(i) is not False and not a["success"]]
+    assert all(f"at most {max_rooms} rooms" in a["message"] for a in over), over[:3]
     flood_rooms = {name for name in live.realtime.stats()["rooms"] if name.startswith("flood:")}
     assert flood_rooms == {a["room"] for _, a in acks if a["success"]}
+    assert len(flood_rooms) <= max_rooms
     if live.transport == "websocket":  # one frame per join: each is answered
-        assert len(acks) == 1000 and len(flood_rooms) == 400
+        assert len(acks) == 1000 and len(flood_rooms) == max_rooms and len(over) == 400 - max_rooms
     assert took < TIMEOUT
+    for left in sorted(flood_rooms)[:1]:  # room for still_fine's own join
+        assert await abuser.call("leave", left) == {"success": True, "room": left}
     await still_fine(live, abuser, bystander)
 
 
