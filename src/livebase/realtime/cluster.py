@@ -1,66 +1,75 @@
-"""python-socketio client managers: one process alone, or many over Redis pub/sub.
+"""The client manager python-socketio sees: rooms here, and what crosses processes.
 
-:class:`LocalManager` is python-socketio's in-memory manager with synchronous
-room bookkeeping and a hook for "this socket is now fully connected".
+:class:`Manager` is python-socketio's in-memory ``AsyncManager`` (rooms and
+sockets of this process) plus a :class:`~livebase.realtime.pubsub.base.PubSub`
+backend for everything that crosses processes. It is not one of
+python-socketio's pub/sub managers: their message format and their one
+channel are not ours (one message per event on a channel per collection,
+confirmed changes of rules, versioned messages, see :mod:`messages`).
 
-:class:`ClusterManager` subclasses python-socketio's ``AsyncRedisManager``
-and keeps its Redis connection handling (URLs, TLS, Sentinel, Valkey), its
-``host_id`` and its cross-host ``disconnect``. What it changes, and why:
+python-socketio's public API on ``sio`` keeps its meaning in a cluster:
 
-- **One message per event, not per recipient.** The pipeline sends each
-  change once, unfiltered; every process filters and projects it for its own
-  sockets (``realtime/router.py``), exactly as for a local write.
-- **A channel per collection**, as socket.io's sharded Redis adapter does:
-  a process subscribes to ``{key}#c#{collection}`` only while some local
-  socket listens to that collection, so a process with no listeners never
-  receives (or decodes) those payloads. Rooms, broadcasts and bookkeeping
-  (sessions, permissions, schemas) share ``{key}#all``.
-- **One publisher task** sends queued messages in order, pipelined, so a
-  write's response never waits for Redis and per-item order is kept.
-- **Outages**: the listener reconnects by itself (backoff capped at one
-  second) and resubscribes; the outage is logged once by ``RedisLink``.
-  Messages published while Redis is away are dropped and counted: other
-  processes could not have received them anyway.
+- ``emit`` to everyone, a room, a list of rooms or a sid: sent here, then
+  published once; every other process emits it to its own sockets.
+- ``enter_room`` / ``leave_room`` of a socket on another process, and
+  ``disconnect`` of one: published; the process holding it acts.
+- ``close_room``: closed here, then published.
+- Refused with ``ValueError`` in a cluster: an ``emit`` (or ``call``) with
+  a callback to anything but a socket of this process, since its answer
+  could not come back; an ``emit`` of binary data.
+
+With a backend that is alone (one process) none of this builds a message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import socketio
-from redis.exceptions import RedisError
+from socketio.packet import Packet
 
-from livebase import encoding
-from livebase.storage.redis import RedisLink
-
-if TYPE_CHECKING:
-    from livebase.realtime.server import Realtime
+from livebase.realtime import messages
+from livebase.realtime.messages import Message
+from livebase.realtime.pubsub.base import PubSub
+from livebase.realtime.pubsub.memory import MemoryPubSub
 
 _log = logging.getLogger("livebase.cluster")
 NAMESPACE = "/"
-RETRY_MIN, RETRY_MAX = 0.1, 1.0  # seconds between reconnection attempts
-SUBSCRIBE_WAIT = 1.0  # how long a connect or join waits for Redis to confirm a subscription
-UNUSED_AFTER = 10.0  # seconds a collection channel stays subscribed after its last listener
+UNUSED_AFTER = 10.0  # seconds a collection stays subscribed after its last listener
 CONFIRM_WAIT = 2.0  # how long a change of rules waits for the other processes to apply it
 
-Receive = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[Message], Awaitable[None]]
+Connected = Callable[[str], Awaitable[None]]
 
 
-class LocalManager(socketio.AsyncManager):  # type: ignore[misc]
-    """python-socketio's manager, telling us when a socket is fully connected.
+class Manager(socketio.AsyncManager):  # type: ignore[misc]
+    """python-socketio's manager, telling us when a socket is fully connected,
+    and sharing events with the other processes through ``pubsub``.
 
     ``connect`` runs after the CONNECT packet went out, so rooms joined and
-    events sent from here can never reach the client before it is connected.
+    events sent from ``on_connected`` can never reach the client before it
+    is connected.
     """
 
-    realtime: Realtime | None = None
-    clustered = False
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+        self.on_connected: Connected | None = None
+        self._pubsub: PubSub = MemoryPubSub(node_id)  # alone until start()
+        self._receive: Receive | None = None
+        self._wanted: dict[str, float] = {}  # collection -> when a local listener last asked
+        self._confirmations: dict[str, _Confirmation] = {}
+        self._refused: set[tuple[str, Any]] = set()  # (node, version) already logged
+        self.received = 0
+
+    @property
+    def clustered(self) -> bool:
+        return not self._pubsub.alone
 
     # Room membership is local bookkeeping; synchronous versions let the
     # pipeline change rooms without yielding to the event loop.
@@ -72,95 +81,30 @@ class LocalManager(socketio.AsyncManager):  # type: ignore[misc]
 
     async def connect(self, sid: str, namespace: str) -> Any:
         result = await super().connect(sid, namespace)
-        if self.realtime is not None and namespace == NAMESPACE:
-            await self.realtime.on_connected(sid)
+        if self.on_connected is not None and namespace == NAMESPACE:
+            await self.on_connected(sid)
         return result
 
-    # -- what the cluster adds; nothing to do for one process --------------------------
+    # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self, link: RedisLink | None, receive: Receive) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    def send(self, message: dict[str, Any], collection: str | None = None) -> None:
-        pass
-
-    async def send_confirmed(self, message: dict[str, Any]) -> None:
-        pass
-
-    async def want(self, collections: Iterable[str]) -> None:
-        pass
-
-    async def keep_only(self, collections: set[str]) -> None:
-        pass
-
-    def counters(self) -> dict[str, int]:
-        return {}
-
-
-class ClusterManager(LocalManager, socketio.AsyncRedisManager):  # type: ignore[misc]
-    clustered = True
-
-    def __init__(self, url: str, key: str, node_id: str) -> None:
-        super().__init__(url=url, channel=key)
-        self.host_id = node_id
-        self._mark = node_id.encode() + b"|"  # prefixes every message we publish
-        self._key = key
-        self._all = f"{key}#all"
-        self._link: RedisLink | None = None
-        self._receive: Receive | None = None
-        self._outbox: list[tuple[str, bytes, asyncio.Future[int] | None]] = []
-        self._confirmations: dict[str, _Confirmation] = {}
-        self._wake = asyncio.Event()
-        self._pubsub: Any = None
-        self._wanted: dict[str, float] = {}  # channel -> when a local listener last asked
-        self._confirmed: set[str] = set()
-        self._waiting: dict[str, asyncio.Future[None]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self.published = self.received = self.dropped = 0
-
-    def initialize(self) -> None:
-        # python-socketio starts its listener at the first connection; ours runs from start().
-        socketio.AsyncManager.initialize(self)
-
-    def channel_for(self, collection: str | None) -> str:
-        return self._all if collection is None else f"{self._key}#c#{collection}"
-
-    async def start(self, link: RedisLink | None, receive: Receive) -> None:
-        assert link is not None, "a cluster needs Redis"
-        self._link, self._receive = link, receive
-        self._tasks = [
-            asyncio.create_task(self._listen(), name="livebase-cluster-listen"),
-            asyncio.create_task(self._publish(), name="livebase-cluster-publish"),
-        ]
-        # Be listening before the process reports itself ready, unless Redis is away.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed(self._all), SUBSCRIBE_WAIT * 3)
+    async def start(self, pubsub: PubSub, receive: Receive) -> None:
+        """Share events through ``pubsub``; ``receive`` handles the other processes' events."""
+        self._pubsub, self._receive = pubsub, receive
+        await pubsub.start(self._on_message)
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        await self._pubsub.stop()
 
     # -- sending -------------------------------------------------------------------------
 
-    def send(
-        self,
-        message: dict[str, Any],
-        collection: str | None = None,
-        published: asyncio.Future[int] | None = None,
-    ) -> None:
-        """Queue ``message`` for the other processes (in order, without waiting)."""
-        data = self._mark + encoding.dumps(message)
-        self._outbox.append((self.channel_for(collection), data, published))
-        self._wake.set()
+    def send(self, message: Message, collection: str | None = None) -> None:
+        """Queue ``message`` for the other processes (in order, without waiting).
 
-    async def send_confirmed(self, message: dict[str, Any]) -> None:
+        With ``collection``, only processes with listeners for it receive it.
+        """
+        self._pubsub.publish(collection, messages.encode(message))
+
+    async def send_confirmed(self, message: Message) -> None:
         """Send ``message`` and wait until every other process has handled it.
 
         For changes of rules (permissions, schemas): when the request that
@@ -170,161 +114,173 @@ class ClusterManager(LocalManager, socketio.AsyncRedisManager):  # type: ignore[
         """
         ident = uuid.uuid4().hex
         loop = asyncio.get_running_loop()
-        published: asyncio.Future[int] = loop.create_future()
+        receivers: asyncio.Future[int] = loop.create_future()
         confirmation = self._confirmations[ident] = _Confirmation(loop.create_future())
-        self.send({**message, "ack": ident}, published=published)
+        self._pubsub.publish(None, messages.encode(messages.confirmed(message, ident)), receivers)
         try:
             async with asyncio.timeout(CONFIRM_WAIT):
-                receivers = await published  # Redis says how many subscribers got it
-                confirmation.expect(receivers - (1 if self._all in self._confirmed else 0))
+                confirmation.expect(await receivers)
                 await confirmation.done
         except TimeoutError:
             _log.warning("not every process confirmed a change of rules within %s s", CONFIRM_WAIT)
         finally:
             del self._confirmations[ident]
 
-    async def _publish(self) -> None:
-        assert self._link is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._outbox:
-                batch, self._outbox = self._outbox, []
-                try:
-                    async with self._link.client.pipeline(transaction=False) as pipe:
-                        for channel, data, _ in batch:
-                            pipe.publish(channel, data)
-                        receivers = await pipe.execute()
-                except (RedisError, OSError) as exc:
-                    self._link.failed(exc)
-                    self.dropped += len(batch)
-                    receivers = [0] * len(batch)
-                else:
-                    self._link.recovered()
-                    self.published += len(batch)
-                for (_, _, published), count in zip(batch, receivers, strict=True):
-                    if published is not None and not published.done():
-                        published.set_result(int(count))
-
     # -- receiving ---------------------------------------------------------------------------
 
-    async def _listen(self) -> None:
-        assert self._link is not None and self._receive is not None
-        delay = RETRY_MIN
-        while True:
-            pubsub = self._link.client.pubsub()
-            try:
-                await pubsub.subscribe(self._all, *self._wanted)
-                self._pubsub = pubsub
-                async for message in pubsub.listen():
-                    kind = message["type"]
-                    if kind == b"message" or kind == "message":
-                        await self._dispatch(message["data"])
-                    elif kind in ("subscribe", b"subscribe"):
-                        self._confirm(message["channel"])
-                        if message["channel"] in (self._all, self._all.encode()):
-                            self._link.recovered()
-                            delay = RETRY_MIN
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                self._link.failed(exc)
-            finally:
-                self._pubsub = None
-                self._confirmed.clear()
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX)
-
-    async def _dispatch(self, data: bytes) -> None:
-        if data.startswith(self._mark):
-            return  # our own message, echoed back by Redis
-        assert self._receive is not None
+    async def _on_message(self, sender: str, data: bytes) -> None:
         try:
-            split = data.index(b"|")
-            message = encoding.loads(data[split + 1 :])
-            self.received += 1
-            if message["m"] == "ack":
-                if message["to"] == self.host_id and message["i"] in self._confirmations:
-                    self._confirmations[message["i"]].acknowledged()
+            message = messages.decode(data)
+        except messages.VersionMismatch as exc:
+            self._refuse(sender, exc.version)
+            return
+        except Exception:
+            _log.exception("ignored a cluster message from node %s that could not be read", sender)
+            return
+        self.received += 1
+        try:
+            kind = message["type"]
+            if kind == messages.ACK:
+                if message["to"] == self.node_id and message["confirm"] in self._confirmations:
+                    self._confirmations[message["confirm"]].acknowledged()
                 return
-            await self._receive(message)
-            if "ack" in message:
-                origin = data[:split].decode()
-                self.send({"m": "ack", "i": message["ack"], "to": origin})
+            if kind in messages.SOCKETIO:
+                await self._socketio(message)
+            else:
+                assert self._receive is not None
+                await self._receive(message)
+            if "confirm" in message:
+                self.send(messages.ack(message["confirm"], sender))
         except Exception:
             _log.exception("ignored a cluster message that could not be handled")
 
+    def _refuse(self, sender: str, version: Any) -> None:
+        """Say once per (node, version) that a node of another version is being ignored."""
+        if (sender, version) in self._refused:
+            return
+        self._refused.add((sender, version))
+        _log.error(
+            "ignoring cluster messages from node %s: it speaks message version %s, this node "
+            "(%s) speaks version %s; run the same livebase version on every node",
+            sender,
+            version,
+            self.node_id,
+            messages.VERSION,
+        )
+
     # -- subscriptions -----------------------------------------------------------------------
-
-    def _confirm(self, channel: bytes | str) -> None:
-        name = channel.decode() if isinstance(channel, bytes) else channel
-        self._confirmed.add(name)
-        waiting = self._waiting.pop(name, None)
-        if waiting is not None and not waiting.done():
-            waiting.set_result(None)
-
-    def _subscribed(self, channel: str) -> asyncio.Future[None]:
-        if channel in self._confirmed:
-            done = asyncio.get_running_loop().create_future()
-            done.set_result(None)
-            return done
-        if channel not in self._waiting:
-            self._waiting[channel] = asyncio.get_running_loop().create_future()
-        return self._waiting[channel]
 
     async def want(self, collections: Iterable[str]) -> None:
         """Receive these collections' events from now on.
 
-        Returns once Redis confirmed the subscriptions (at most
-        ``SUBSCRIBE_WAIT``), so that a client told "connected" or "joined"
-        gets every change made after that, wherever it is made.
+        Returns once the backend confirmed the subscriptions (bounded), so
+        that a client told "connected" or "joined" gets every change made
+        after that, wherever it is made.
         """
+        if not self.clustered:
+            return
         now = time.monotonic()
-        missing = []
-        for collection in collections:
-            channel = self.channel_for(collection)
-            if channel not in self._wanted:
-                missing.append(channel)
-            self._wanted[channel] = now
-        pending = [self._subscribed(c) for c in self._wanted if c not in self._confirmed]
-        pubsub = self._pubsub
-        if not pending or pubsub is None:
-            return  # all confirmed already, or Redis is away: the listener subscribes later
-        try:
-            if missing:
-                await pubsub.subscribe(*missing)
-        except (RedisError, OSError):
-            return  # the listener resubscribes everything wanted when it reconnects
-        # asyncio.wait, not wait_for: other callers may be waiting on the same futures.
-        await asyncio.wait(pending, timeout=SUBSCRIBE_WAIT)
+        wanted = list(collections)
+        for collection in wanted:
+            self._wanted[collection] = now
+        await self._pubsub.subscribe(wanted)
 
     async def keep_only(self, collections: set[str]) -> None:
         """Stop receiving collections nobody here has listened to for a while."""
-        keep = {self.channel_for(c) for c in collections}
         stale_before = time.monotonic() - UNUSED_AFTER
-        unused = [c for c, asked in self._wanted.items() if c not in keep and asked < stale_before]
-        for channel in keep:
-            if channel in self._wanted:
-                self._wanted[channel] = time.monotonic()
-        if not unused:
-            return
-        for channel in unused:
-            del self._wanted[channel]
-            self._confirmed.discard(channel)
-        pubsub = self._pubsub
-        if pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.unsubscribe(*unused)
+        unused = [
+            c for c, asked in self._wanted.items() if c not in collections and asked < stale_before
+        ]
+        now = time.monotonic()
+        for collection in collections:
+            if collection in self._wanted:
+                self._wanted[collection] = now
+        for collection in unused:
+            del self._wanted[collection]
+        if unused:
+            await self._pubsub.unsubscribe(unused)
 
     def counters(self) -> dict[str, int]:
-        return {
-            "published": self.published,
-            "received": self.received,
-            "dropped": self.dropped,
-            "channels": len(self._wanted) + 1,
-        }
+        return {**self._pubsub.counters(), "received": self.received}
+
+    # -- python-socketio's API, across processes -------------------------------------------
+
+    def _is_here(self, sid: Any, namespace: str) -> bool:
+        return isinstance(sid, str) and self.eio_sid_from_sid(sid, namespace) is not None
+
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        room = to or room
+        namespace = namespace or NAMESPACE
+        shared = (
+            self.clustered and not kwargs.get("ignore_queue") and not self._is_here(room, namespace)
+        )
+        if shared:
+            if callback is not None:
+                raise ValueError(
+                    "an emit with a callback (or sio.call) reaches only a socket of this "
+                    "process in a cluster: its answer could not come back from another one"
+                )
+            args = list(data) if isinstance(data, tuple) else [data]
+            if Packet.data_is_binary(args):
+                raise ValueError("binary data cannot be emitted across the processes of a cluster")
+        await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback)
+        if shared:
+            self.send(messages.emit(event, args, namespace, room, skip_sid))
+
+    async def enter_room(self, sid: str, namespace: str, room: str, eio_sid: Any = None) -> Any:
+        if self.clustered and not self._is_here(sid, namespace):
+            self.send(messages.enter_room(sid, room, namespace))
+            return None
+        return await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+
+    async def leave_room(self, sid: str, namespace: str, room: str) -> Any:
+        if self.clustered and not self._is_here(sid, namespace):
+            self.send(messages.leave_room(sid, room, namespace))
+            return None
+        return await super().leave_room(sid, namespace, room)
+
+    async def close_room(self, room: str, namespace: str) -> Any:
+        result = await super().close_room(room, namespace)
+        if self.clustered:
+            self.send(messages.close_room(room, namespace or NAMESPACE))
+        return result
+
+    async def can_disconnect(self, sid: str, namespace: str) -> bool:
+        """Whether ``sio.disconnect(sid)`` goes on here; if ``sid`` is elsewhere, tell them."""
+        if self.clustered and not self._is_here(sid, namespace):
+            self.send(messages.disconnect(sid, namespace or NAMESPACE))
+            return False
+        return bool(self.is_connected(sid, namespace))
+
+    async def _socketio(self, message: Message) -> None:
+        """One of the calls above, made on another process: act on this process's sockets."""
+        kind, namespace = message["type"], message["namespace"]
+        if kind == messages.EMIT:
+            args = message["args"]
+            data = args[0] if len(args) == 1 else tuple(args)
+            await super().emit(
+                message["event"], data, namespace, room=message["to"], skip_sid=message["skip_sid"]
+            )
+        elif kind == messages.CLOSE_ROOM:
+            await super().close_room(message["room"], namespace)
+        elif not self._is_here(message["sid"], namespace):
+            return  # a socket of another process
+        elif kind == messages.ENTER_ROOM:
+            await super().enter_room(message["sid"], namespace, message["room"])
+        elif kind == messages.LEAVE_ROOM:
+            await super().leave_room(message["sid"], namespace, message["room"])
+        elif kind == messages.DISCONNECT:
+            await self.server.disconnect(message["sid"], namespace, ignore_queue=True)
 
 
 class _Confirmation:

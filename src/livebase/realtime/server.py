@@ -19,9 +19,9 @@ from typing import Any
 
 import socketio
 
-from livebase.realtime import wire
+from livebase.realtime import messages
 from livebase.realtime.audience import Audience
-from livebase.realtime.cluster import ClusterManager, LocalManager
+from livebase.realtime.cluster import Manager
 from livebase.realtime.codec import OrjsonCodec
 from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.delivery import Delivery
@@ -29,6 +29,9 @@ from livebase.realtime.engine import EngineWorkarounds
 from livebase.realtime.handshake import presented_token
 from livebase.realtime.nodes import HEARTBEAT, NodeDirectory
 from livebase.realtime.presence import Presence, SharedPresence
+from livebase.realtime.pubsub.base import PubSub
+from livebase.realtime.pubsub.memory import MemoryPubSub
+from livebase.realtime.pubsub.redis import RedisPubSub
 from livebase.realtime.rooms import (
     PRESENCE,
     RoomRefused,
@@ -67,13 +70,8 @@ class Realtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.node_id = uuid.uuid4().hex[:12]
-        redis_url = settings.redis_url
-        self._manager = (
-            ClusterManager(redis_url, settings.SOCKET_REDIS_KEY, self.node_id)
-            if redis_url
-            else LocalManager()
-        )
-        self._manager.realtime = self
+        self._manager = Manager(self.node_id)
+        self._manager.on_connected = self.on_connected
         self._nodes: NodeDirectory | None = None
         origins = settings.SOCKET_CORS_ENABLED_ORIGINS or "*"
         self.sio = EngineWorkarounds(
@@ -125,6 +123,10 @@ class Realtime:
             self.settings.SOCKET_MAX_QUEUE_BYTES,
             self._drop_slow_consumer,
         )
+        pubsub: PubSub = MemoryPubSub(self.node_id)  # one process: nothing crosses
+        if services.redis is not None:
+            pubsub = RedisPubSub(services.redis, self.settings.SOCKET_REDIS_KEY, self.node_id)
+        await self._manager.start(pubsub, self._receive)
         shared = None
         if self._manager.clustered and services.redis is not None:
             self._nodes = NodeDirectory(services.redis, self.node_id)
@@ -132,7 +134,6 @@ class Realtime:
             await self._nodes.beat(self.stats())
             self._spawn(self._heartbeat())
         self.presence = Presence(self.settings.SOCKET_PRESENCE_GRACE, self.publish_to_room, shared)
-        await self._manager.start(services.redis, self._receive)
         self._unsubscribe = services.events.subscribe(self._on_event)
 
     async def close(self) -> None:
@@ -166,13 +167,13 @@ class Realtime:
         if self._services is not None:
             self.delivery.deliver(self.router.to_room(room, event, payload))
             if self._manager.clustered:
-                self._manager.send({"m": "room", "r": room, "e": event, "p": payload})
+                self._manager.send(messages.room(room, event, payload))
 
     def publish_to_everyone(self, event: str, payload: Any) -> None:
         if self._services is not None:
             self.delivery.deliver(self.router.to_everyone(event, payload))
             if self._manager.clustered:
-                self._manager.send({"m": "all", "e": event, "p": payload})
+                self._manager.send(messages.everyone(event, payload))
 
     def _publish_to_sid(self, sid: str, event: str, payload: Any) -> None:
         self.delivery.deliver(self.router.to_sid(sid, event, payload))
@@ -184,40 +185,41 @@ class Realtime:
             return
         if isinstance(event, ChangeEvent):
             if event.collection == "schemas":
-                await self._manager.send_confirmed(wire.change_message(event))
+                await self._manager.send_confirmed(messages.change(event))
             else:
                 shared = event.collection in CLUSTER_BOOKKEEPING
-                self._manager.send(wire.change_message(event), None if shared else event.collection)
+                self._manager.send(messages.change(event), None if shared else event.collection)
         elif isinstance(event, FileChanged):
-            self._manager.send(wire.file_message(event))
+            self._manager.send(messages.file(event))
         elif isinstance(event, SessionRevoked):
-            self._manager.send({"m": "revoke", "s": event.session_id, "u": event.user_id})
+            self._manager.send(messages.revoke(event))
         elif isinstance(event, PermissionsChanged):
-            await self._manager.send_confirmed({"m": "permissions", "r": event.role})
+            await self._manager.send_confirmed(messages.permissions(event))
         # NotificationChanged becomes a room emit, which publish_to_room shares.
 
     async def _receive(self, message: dict[str, Any]) -> None:
         """An event of another process, in the order that process sent it."""
         services = self._services
         assert services is not None
-        kind = message["m"]
-        if kind == "change":
-            event = wire.change_event(message, services.registry)
+        kind = message["type"]
+        if kind == messages.CHANGE:
+            event = messages.change_event(message, services.registry)
             if event.collection == "schemas":
                 await services.registry.load()
                 await services.permissions.load()
             await self._handle(event)
-        elif kind == "room":
-            self.delivery.deliver(self.router.to_room(message["r"], message["e"], message["p"]))
-        elif kind == "all":
-            self.delivery.deliver(self.router.to_everyone(message["e"], message["p"]))
-        elif kind == "file":
-            await self._handle(wire.file_event(message, services.registry))
-        elif kind == "revoke":
-            await self._handle(SessionRevoked(session_id=message["s"], user_id=message["u"]))
-        elif kind == "permissions":
+        elif kind == messages.ROOM:
+            room, name, payload = message["room"], message["event"], message["payload"]
+            self.delivery.deliver(self.router.to_room(room, name, payload))
+        elif kind == messages.EVERYONE:
+            self.delivery.deliver(self.router.to_everyone(message["event"], message["payload"]))
+        elif kind == messages.FILE:
+            await self._handle(messages.file_event(message, services.registry))
+        elif kind == messages.REVOKE:
+            await self._handle(messages.revoke_event(message))
+        elif kind == messages.PERMISSIONS:
             await services.permissions.load()
-            await self._handle(PermissionsChanged(role=message["r"]))
+            await self._handle(messages.permissions_event(message))
 
     async def _handle(self, event: Event) -> None:
         if isinstance(event, ChangeEvent):
