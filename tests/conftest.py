@@ -4,6 +4,9 @@ PostgreSQL is required, never skipped: a fresh database is created for the
 test session on the server named by ``LIVEBASE_TEST_PG`` (default: the local
 trust-auth server) and dropped at the end. Each test starts from an empty
 ``public`` schema.
+
+Every test also starts from a clean environment (no livebase setting, no
+``.env``: see ``clean_environment``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,25 @@ from typing import Any
 import asyncpg
 import pytest
 
+from livebase.settings import Settings
+
 PG_ADMIN_DSN = os.environ.get("LIVEBASE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Pub/sub channels are not per database number: each test has its own key prefix.
 REDIS_TEST_URL = os.environ.get("LIVEBASE_TEST_REDIS", "redis://127.0.0.1:6379/3")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings come from the test alone, never from the developer's shell or a ``.env``.
+
+    Every variable ``Settings`` reads is removed for the test, and the test runs
+    in its own empty directory (no ``.env``; relative defaults such as
+    ``./data`` land there). Subprocesses inherit this environment; see also
+    ``tests.servers.environment``.
+    """
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 async def _pg_execute(dsn: str, sql: str) -> None:
