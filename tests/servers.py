@@ -51,7 +51,8 @@ def running_server(
     """Run ``livebase serve [args]`` in ``workdir`` until the block ends."""
     port = free_port()
     log = workdir / f"server-{port}.log"
-    full_env = environment(HOST="127.0.0.1", PORT=str(port), LOG_LEVEL="info", **env)
+    defaults = {"HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "info"}
+    full_env = environment(**{**defaults, **env})
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "livebase", "serve", *args],
