@@ -4,6 +4,10 @@ PostgreSQL is required, never skipped: a fresh database is created for the
 test session on the server named by ``LIVEBASE_TEST_PG`` (default: the local
 trust-auth server) and dropped at the end. Each test starts from an empty
 ``public`` schema.
+
+Every test also starts from a clean environment (no livebase setting, no
+``.env``: see ``clean_environment``) and hashes passwords with cheap Argon2
+parameters (see ``cheap_password_hashing``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,43 @@ from typing import Any
 
 import asyncpg
 import pytest
+from argon2 import PasswordHasher
+
+from livebase.services import passwords
+from livebase.settings import Settings
 
 PG_ADMIN_DSN = os.environ.get("LIVEBASE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Pub/sub channels are not per database number: each test has its own key prefix.
 REDIS_TEST_URL = os.environ.get("LIVEBASE_TEST_REDIS", "redis://127.0.0.1:6379/3")
+
+
+# Argon2id at its cheapest (~1 ms instead of ~100 ms a hash): creating the
+# administrator, logging in and registering users is most of an API test's
+# set-up otherwise. Hashes carry their own parameters, so either kind verifies.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cheap_password_hashing() -> Iterator[None]:
+    """Hash passwords cheaply in this process (servers started as subprocesses do not)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(passwords, "_hasher", CHEAP_HASHER)
+        patch.setattr(passwords, "_DUMMY_HASH", CHEAP_HASHER.hash("livebase-timing-equaliser"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Settings come from the test alone, never from the developer's shell or a ``.env``.
+
+    Every variable ``Settings`` reads is removed for the test, and the test runs
+    in its own empty directory (no ``.env``; relative defaults such as
+    ``./data`` land there). Subprocesses inherit this environment; see also
+    ``tests.servers.environment``.
+    """
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 async def _pg_execute(dsn: str, sql: str) -> None:

@@ -15,6 +15,18 @@ from pathlib import Path
 
 import httpx
 
+from livebase.settings import Settings
+
+
+def environment(**settings: str) -> dict[str, str]:
+    """A livebase subprocess's environment: ours without livebase settings, plus ``settings``.
+
+    (The autouse ``clean_environment`` fixture already removes them during a
+    test; this holds wherever a server is started from.)
+    """
+    inherited = {k: v for k, v in os.environ.items() if k not in Settings.model_fields}
+    return {**inherited, **settings}
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -39,7 +51,8 @@ def running_server(
     """Run ``livebase serve [args]`` in ``workdir`` until the block ends."""
     port = free_port()
     log = workdir / f"server-{port}.log"
-    full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "info", **env}
+    defaults = {"HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "info"}
+    full_env = environment(**{**defaults, **env})
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "livebase", "serve", *args],

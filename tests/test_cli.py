@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import reset_pg_schema
-from tests.servers import running_server
+from tests.servers import environment, running_server
 
 
 def test_help_lists_the_commands() -> None:
@@ -46,7 +45,7 @@ def test_first_start_creates_the_admin_and_prints_how_to_log_in(tmp_path: Path) 
 
 
 def test_create_admin_command(tmp_path: Path) -> None:
-    env = {**os.environ, "DATA_DIR": str(tmp_path / "data")}
+    env = environment(DATA_DIR=str(tmp_path / "data"))
     command = [sys.executable, "-m", "livebase", "create-admin", "--email", "boss@example.com"]
     created = subprocess.run(
         [*command, "--password", "boss-password-1"],

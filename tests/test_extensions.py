@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +15,7 @@ from livebase.extensions import ExtensionError, load_extensions
 from livebase.services.events import ChangeEvent
 from tests.api.conftest import make_settings, running_api
 from tests.helpers import Api, bearer
+from tests.servers import environment
 
 HOOKS = """
 import asyncio
@@ -156,7 +156,7 @@ def test_a_module_that_fails_to_import_is_named(tmp_path: Path) -> None:
     folder = _write(tmp_path / "ext", {"good.py": "x = 1\n", "broken.py": "import not_a_module\n"})
     with pytest.raises(ExtensionError, match=r"broken\.py failed to import: ModuleNotFoundError"):
         load_extensions(folder)
-    env = {**os.environ, "EXTENSIONS_PATH": str(folder), "DATA_DIR": str(tmp_path / "data")}
+    env = environment(EXTENSIONS_PATH=str(folder), DATA_DIR=str(tmp_path / "data"))
     result = subprocess.run(
         [sys.executable, "-m", "livebase", "serve"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from livebase.settings import ConfigError, Settings, load_settings, prepare_filesystem
+from tests.servers import environment
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BAD = [
     ({"PORT": "eighty"}, "PORT"),
@@ -33,14 +36,6 @@ def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> Non
         load_settings(**env)
     message = str(caught.value)
     assert message.startswith(variable) and "\n" not in message
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Settings come from this test alone, not from the machine's environment or a .env."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def test_defaults_match_the_spec() -> None:
@@ -78,7 +73,7 @@ def test_the_command_exits_non_zero_with_one_line(
 ) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "livebase", "serve"],
-        env={**os.environ, **env, "DATA_DIR": str(tmp_path)},
+        env=environment(**env, DATA_DIR=str(tmp_path)),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -87,3 +82,31 @@ def test_the_command_exits_non_zero_with_one_line(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"livebase: configuration error: {variable}")
+
+
+def test_a_test_sees_no_livebase_setting_and_no_env_file(tmp_path: Path) -> None:
+    # The autouse clean_environment fixture (tests/conftest.py) at work.
+    assert not set(Settings.model_fields) & set(os.environ)
+    assert Path.cwd() == tmp_path and not Path(".env").exists()
+    assert load_settings().model_dump() == {
+        name: field.default for name, field in Settings.model_fields.items()
+    }
+
+
+def test_the_developers_shell_and_env_file_do_not_reach_the_tests(tmp_path: Path) -> None:
+    # A whole pytest run started from a shell that sets livebase variables, in a
+    # directory with a .env: the test above still sees the defaults alone.
+    (tmp_path / ".env").write_text("CACHE_REDIS_URL=redis://10.0.0.1:1/0\nPORT=1\n")
+    outer = {"DATABASE_URL": "mysql://bogus/db", "SOCKET_REDIS_URL": "redis://10.0.0.2:1/0"}
+    test = f"{Path(__file__).resolve()}::test_a_test_sees_no_livebase_setting_and_no_env_file"
+    config = [f"--rootdir={ROOT}", "-c", str(ROOT / "pyproject.toml"), "-p", "no:cacheprovider"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", test, "-q", *config],
+        env={**os.environ, **outer},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout

@@ -177,13 +177,37 @@ async def test_schema_and_permission_changes_apply_on_every_node_at_once(three: 
 
 
 async def test_a_role_change_on_a_reaches_sockets_on_b(two: Cluster) -> None:
+    # SPEC §3/§6.3: the open socket on B is recomputed at once: it gains, then
+    # loses, the collection's events as A changes the user's role back and forth.
     a, b = two.nodes
-    await _posts(two)
+    await a.api.collection("notes", {"title": {"type": "String"}})
+    await a.api.ok("POST", "/roles", 201, headers=a.api.admin, json={"name": "reader"})
+    await a.api.allow("reader", "notes", "read", fields=["id", "title"])
     token, user = await a.api.user("ann@example.com")
     ann = await two.connect(b, token, "ann on B")
-    await a.api.ok(
-        "PATCH", f"/items/users/{user['id']}", headers=a.api.admin, json={"status": "suspended"}
-    )
+    url = f"/items/users/{user['id']}"
+
+    async def note(title: str) -> str:
+        body = {"title": title}
+        created = await a.api.ok("POST", "/items/notes", 201, headers=a.api.admin, json=body)
+        return str(created["data"]["id"])
+
+    await note("as user")
+    await two.sentinel(a, ann)
+    assert ann.received("item.created") == []
+
+    await a.api.ok("PATCH", url, headers=a.api.admin, json={"role": "reader"})
+    key = await note("as reader")
+    seen = await ann.wait_for("item.created", lambda p: p["item"]["id"] == key)
+    assert seen == {**seen, "collection": "notes", "item": {"id": key, "title": "as reader"}}
+
+    await a.api.ok("PATCH", url, headers=a.api.admin, json={"role": "user"})
+    await note("as user again")
+    await two.sentinel(a, ann)
+    assert [p["item"]["title"] for p in ann.received("item.created")] == ["as reader"]
+    assert ann.sio.connected  # recomputed, not dropped
+
+    await a.api.ok("PATCH", url, headers=a.api.admin, json={"status": "suspended"})
     await asyncio.wait_for(ann.disconnected.wait(), TIMEOUT)
 
 

@@ -28,6 +28,7 @@ from tests.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, Api
 from tests.servers import free_port
 
 TIMEOUT = 10.0
+STARTUP_TIMEOUT = 60.0
 
 
 class Client:
@@ -173,10 +174,11 @@ async def serving(settings: Any) -> AsyncIterator[Node]:
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+    async with asyncio.timeout(STARTUP_TIMEOUT):  # start-up: migrations, the administrator
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
     try:
         yield Node(app, realtime, f"http://127.0.0.1:{port}")  # type: ignore[arg-type]
     finally:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.helpers import bearer
-from tests.realtime.conftest import Live
+from tests.realtime.conftest import TIMEOUT, Live
 
 NOTES = {"title": {"type": "String"}, "owner": {"type": "UUID"}}
 
@@ -22,7 +24,7 @@ async def test_logout_disconnects_that_sessions_sockets_only(live: Live) -> None
     first = await live.connect(token, "first")
     second = await live.connect(other, "second")
     await live.api.ok("POST", "/auth/logout", headers=bearer(token))
-    await first.disconnected.wait()
+    await asyncio.wait_for(first.disconnected.wait(), TIMEOUT)
     await live.sentinel(second)
     assert second.sio.connected
 
@@ -33,7 +35,7 @@ async def test_an_expiring_token_gets_session_expired_then_a_disconnect(live: Li
     client = await live.connect(token)
     payload = await client.wait_for("session.expired", within=6)
     assert payload["message"] == "token expired" and payload["timestamp"].endswith("Z")
-    await client.disconnected.wait()
+    await asyncio.wait_for(client.disconnected.wait(), TIMEOUT)
 
 
 async def test_gaining_and_losing_read_permission_moves_open_sockets(live: Live) -> None:
@@ -93,7 +95,7 @@ async def test_suspending_or_deleting_a_user_disconnects_them(live: Live, change
         await live.api.ok("PATCH", url, headers=live.api.admin, json={"status": "suspended"})
     else:
         await live.api.ok("DELETE", url, headers=live.api.admin)
-    await client.disconnected.wait()
+    await asyncio.wait_for(client.disconnected.wait(), TIMEOUT)
     await live.sentinel(bystander)
 
 

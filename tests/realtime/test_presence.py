@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.realtime.conftest import Live
+from tests.realtime.conftest import TIMEOUT, Live
 
 GRACE = 0.5
 
@@ -49,7 +49,7 @@ async def test_a_reconnect_within_the_grace_emits_nothing(live: Live) -> None:
     # long-poll ends; the server has seen the disconnect long before that.
     leaving = asyncio.create_task(client.sio.disconnect())
     await live.connect(token, "bo again")
-    await leaving
+    await asyncio.wait_for(leaving, TIMEOUT)
     await asyncio.sleep(3)  # the rule is about time: let the 2 s grace run out
     await live.sentinel(watcher)
     assert [p["userId"] for p in watcher.received("user.connected")] == [user["id"]]

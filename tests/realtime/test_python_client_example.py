@@ -60,7 +60,7 @@ async def test_the_feed_shows_messages_created_by_others(live: Live) -> None:
     finally:
         feed.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await feed
+            await asyncio.wait_for(feed, TIMEOUT)
     assert lines[0] == "connected"
     assert lines[1] == "new message: hello"
     assert lines[2].startswith("disconnected: ")
@@ -82,7 +82,7 @@ async def test_only_the_messages_collection_is_shown(live: Live) -> None:
     finally:
         feed.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await feed
+            await asyncio.wait_for(feed, TIMEOUT)
     assert [line for line in lines if line.startswith("new message")] == ["new message: a message"]
 
 
