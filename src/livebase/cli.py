@@ -42,7 +42,7 @@ SERVER_OPTIONS: dict[str, Any] = {
 # Every delivered message allocates a few short-lived objects per socket;
 # with the default thresholds the collector ran full passes over all socket
 # state often enough to cost 30 % (1k sockets) to 75 % (10k) of server CPU
-# in bench/ (docs/performance.md).
+# in bench/ (docs/performance-log.md, first pass).
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
