@@ -47,7 +47,7 @@ Redis must run on this machine for its CPU to be read (else: null).
 
 Needs Linux (/proc) and the project's virtualenv (``websockets`` is a runtime
 dependency; ``orjson`` is used when present; cluster mode uses the runtime
-dependencies ``redis`` and ``asyncpg``). No other package, no ../shared.
+dependencies ``redis`` and ``asyncpg``). No other package, nothing outside this repository.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from livebase.api.fast_create import ItemCreateFastPath
 from livebase.api.limits import BodySizeLimit, JsonBodyGuard
 from livebase.api.responses import ORJSONResponse
 from livebase.extensions import load_extensions, mount_routers, start_extensions
+from livebase.internals import check_internals
 from livebase.realtime.server import Realtime
 from livebase.services.container import Services, build_services
 from livebase.services.users import AdminBootstrap, ensure_admin
@@ -46,7 +47,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     With ``SOCKET_ENABLED`` its ``state.realtime`` holds the Socket.IO server,
     which :func:`create_asgi` mounts in front of it at ``SOCKET_PATH``.
+    Raises :class:`livebase.internals.IncompatibleLibrary` if a library
+    livebase patches is not the version, or not in the state, it expects.
     """
+    check_internals()
     realtime = Realtime(settings) if settings.SOCKET_ENABLED else None
     extensions = load_extensions(settings.EXTENSIONS_PATH)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from livebase import __version__
 from livebase.extensions import ExtensionError
+from livebase.internals import IncompatibleLibrary, check_internals
 from livebase.realtime.websocket import WebSocketProtocol
 from livebase.settings import (
     ConfigError,
@@ -41,7 +42,7 @@ SERVER_OPTIONS: dict[str, Any] = {
 # Every delivered message allocates a few short-lived objects per socket;
 # with the default thresholds the collector ran full passes over all socket
 # state often enough to cost 30 % (1k sockets) to 75 % (10k) of server CPU
-# in bench/ (docs/performance.md).
+# in bench/ (docs/performance-log.md, first pass).
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -50,6 +51,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from livebase.app import create_asgi
 
+    check_internals()  # here too: before any worker process starts
     workers = args.workers
     if workers < 1:
         raise ConfigError(f"--workers: must be 1 or more, got {workers}")
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"livebase: configuration error: {exc}", file=sys.stderr)
         return 2
-    except ExtensionError as exc:
+    except (ExtensionError, IncompatibleLibrary) as exc:
         print(f"livebase: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # a service error from create-admin, e.g. a taken e-mail

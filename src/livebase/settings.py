@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     STORAGE_PATH: Path = Path("./data/uploads")
     MAX_UPLOAD_FILE_SIZE: float = Field(50, gt=0)
     MAX_REQUEST_BODY_SIZE: int = Field(10 * 1024 * 1024, gt=0)
+    # SQLite: commit lone creates on the event loop rather than in a thread
+    # (docs/decisions.md: off, because a slow disk would then stall everything).
+    SQLITE_LOOP_WRITES: bool = False
     EXTENSIONS_PATH: Path = Path("./extensions")
     RATE_LIMIT_AUTH: int = Field(20, ge=0)
     # Peers whose X-Forwarded-For names the client (uvicorn's and gunicorn's

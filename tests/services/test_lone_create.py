@@ -2,8 +2,9 @@
 
 ``items.create`` of one item that nothing can refuse after the insert takes
 that path (one trip to the SQLite thread, without SQLAlchemy's execution
-machinery); ``create_many`` takes the general transaction. Every field kind
-must come back, be stored, be published and be refused the same way on both.
+machinery, or on the event loop with ``SQLITE_LOOP_WRITES``); ``create_many``
+takes the general transaction. Every field kind must come back, be stored, be
+published and be refused the same way on all of them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from livebase.services.errors import Conflict, ValidationFailed
 from livebase.services.events import ChangeEvent, Event
 from livebase.services.query import Query
 from tests.api.conftest import make_settings
+from tests.storage.conftest import count_sqlite_paths
 
 _FIELDS = {
     "title": {"type": "String", "allowNull": False},
@@ -58,9 +60,20 @@ _VALUES: list[dict[str, Any]] = [
 ]
 
 
+@pytest.fixture(params=[False, True], ids=["thread", "loop"])
+def loop_writes(request: pytest.FixtureRequest) -> bool:
+    """``SQLITE_LOOP_WRITES``, off (the default) and on."""
+    return bool(request.param)
+
+
 @pytest.fixture
-async def app(database_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
-    app = create_app(make_settings(database_url, tmp_path))
+def sqlite_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    return count_sqlite_paths(monkeypatch)
+
+
+@pytest.fixture
+async def app(database_url: str, tmp_path: Path, loop_writes: bool) -> AsyncIterator[FastAPI]:
+    app = create_app(make_settings(database_url, tmp_path, SQLITE_LOOP_WRITES=loop_writes))
     async with app.router.lifespan_context(app):
         await services_of(app).schemas.create(
             SYSTEM, {"collectionName": "things", "schema": {"fields": _FIELDS}}
@@ -81,13 +94,20 @@ def _count_lone_inserts(services: Services) -> list[int]:
     return calls
 
 
+def _lone_path(services: Services, loop_writes: bool) -> str | None:
+    """The path a lone create takes: none of SQLite's on PostgreSQL."""
+    if not services.db.is_sqlite:
+        return None
+    return "loop" if loop_writes else "thread"
+
+
 def _without_stamps(item: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in item.items() if k not in ("id", "createdAt", "updatedAt")}
 
 
 @pytest.mark.parametrize("values", _VALUES, ids=[v["title"] for v in _VALUES])
 async def test_a_lone_create_answers_stores_and_publishes_as_a_transaction_does(
-    app: FastAPI, values: dict[str, Any]
+    app: FastAPI, values: dict[str, Any], loop_writes: bool, sqlite_paths: list[str]
 ) -> None:
     services = services_of(app)
     published: list[ChangeEvent] = []
@@ -103,6 +123,8 @@ async def test_a_lone_create_answers_stores_and_publishes_as_a_transaction_does(
     assert lone_inserts == [1]
     [general] = await services.items.create_many("things", [dict(values)], SYSTEM)
     assert lone_inserts == [1]  # the bulk write took the general transaction
+    path = _lone_path(services, loop_writes)
+    assert sqlite_paths == ([] if path is None else [path])
 
     assert alone["id"] != general["id"]
     if "ref" not in values:  # each create draws its own default UUID
@@ -124,7 +146,9 @@ async def test_a_lone_create_answers_stores_and_publishes_as_a_transaction_does(
     assert published[0].previous is None and published[0].user_id is None
 
 
-async def test_a_refused_lone_create_leaves_nothing_and_the_next_one_works(app: FastAPI) -> None:
+async def test_a_refused_lone_create_leaves_nothing_and_the_next_one_works(
+    app: FastAPI, loop_writes: bool, sqlite_paths: list[str]
+) -> None:
     services = services_of(app)
     published: list[Event] = []
 
@@ -145,6 +169,8 @@ async def test_a_refused_lone_create_leaves_nothing_and_the_next_one_works(app: 
 
     second = await services.items.create("things", {"title": "d", "code": "free"}, SYSTEM)
     assert lone_inserts == [3]
+    path = _lone_path(services, loop_writes)
+    assert sqlite_paths == ([] if path is None else [path] * 3)
     _, total = await services.items.read_many("things", Query(), SYSTEM)
     assert total == 2
     assert [e.key for e in published if isinstance(e, ChangeEvent)] == [first["id"], second["id"]]

@@ -1,4 +1,9 @@
-"""Lone inserts on SQLite (storage/sqlite_insert.py): committed at once, never stalling the loop."""
+"""Lone inserts on SQLite (storage/sqlite_insert.py): committed at once, never stalling the loop.
+
+Every test over the ``db`` fixture runs both ways: in the SQLite thread (the
+default) and on the event loop (``SQLITE_LOOP_WRITES``); ``sqlite_paths``
+says which one committed each insert.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
+from livebase.settings import Settings
 from livebase.storage import sqlite_insert
 from livebase.storage.database import Database, returning_insert
 from livebase.storage.sqlite_insert import InsertOne
@@ -27,7 +33,9 @@ async def _names(db: Database) -> list[str | None]:
         return list((await conn.execute(select(THINGS.c.name).order_by(THINGS.c.id))).scalars())
 
 
-async def test_the_row_comes_back_as_stored_and_committed(db: Database) -> None:
+async def test_the_row_comes_back_as_stored_and_committed(
+    db: Database, loop_writes: bool, sqlite_paths: list[str]
+) -> None:
     first = await db.insert_one(THINGS, {"name": "a"})
     second = await db.insert_one(THINGS, {})  # no values: INSERT … DEFAULT VALUES
     big = await db.insert_one(THINGS, {"name": "big", "body": "é" * 100_000})  # the thread's
@@ -35,6 +43,25 @@ async def test_the_row_comes_back_as_stored_and_committed(db: Database) -> None:
     assert second == {"id": 2, "name": None, "body": None}
     assert big == {"id": 3, "name": "big", "body": "é" * 100_000}
     assert await _names(db) == ["a", None, "big"]
+    small = "loop" if loop_writes else "thread"
+    assert sqlite_paths == [small, small, "thread"]
+
+
+@pytest.mark.parametrize("loop_writes", [False], ids=["thread"])  # db only makes the table
+async def test_lone_inserts_take_the_thread_unless_loop_writes_are_asked_for(
+    db: Database, path: Path, sqlite_paths: list[str]
+) -> None:
+    assert Settings.model_fields["SQLITE_LOOP_WRITES"].default is False
+    default = Database(f"sqlite:///{path}")  # as build_services makes it by default
+    asked = Database(f"sqlite:///{path}", loop_writes=True)
+    try:
+        await default.insert_one(THINGS, {"name": "by default"})
+        await asked.insert_one(THINGS, {"name": "asked for"})
+    finally:
+        await default.dispose()
+        await asked.dispose()
+    assert sqlite_paths == ["thread", "loop"]
+    assert await _names(db) == ["by default", "asked for"]
 
 
 async def test_a_taken_value_is_sqlalchemys_error_and_leaves_the_writers_clean(
@@ -52,7 +79,7 @@ async def test_a_taken_value_is_sqlalchemys_error_and_leaves_the_writers_clean(
 
 
 async def test_another_process_holding_the_write_lock_never_stalls_the_loop(
-    db: Database, path: Path
+    db: Database, path: Path, loop_writes: bool, sqlite_paths: list[str]
 ) -> None:
     await db.insert_one(THINGS, {"name": "before"})  # the loop writer is open
     other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -74,10 +101,13 @@ async def test_another_process_holding_the_write_lock_never_stalls_the_loop(
     assert turns >= 10
     assert (await pending)["name"] == "waits"
     assert await _names(db) == ["before", "other", "waits"]
+    # On the loop, refused at once (busy timeout 0), then waited for in the thread.
+    assert sqlite_paths == (["loop", "thread"] if loop_writes else ["thread", "thread"])
 
 
+@pytest.mark.parametrize("loop_writes", [True], ids=["loop"])  # the thread's commits checkpoint
 async def test_rows_reach_the_database_file_not_only_the_wal(
-    db: Database, path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database, path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_paths: list[str]
 ) -> None:
     monkeypatch.setattr("livebase.storage.sqlite_insert.CHECKPOINT_EVERY", 50)
     size_before = _size(path)
@@ -91,6 +121,7 @@ async def test_rows_reach_the_database_file_not_only_the_wal(
     # checkpoints every row would stay in the WAL file.
     assert _size(path) > size_before + 50 * 500
     assert len(await _names(db)) == 200
+    assert sqlite_paths == ["loop"] * 200
 
 
 def test_an_insert_sqlalchemy_would_add_parameters_to_is_not_prepared() -> None:

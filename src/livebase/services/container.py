@@ -55,7 +55,7 @@ class Services:
 
 
 def build_services(settings: Settings, secret_key: str) -> Services:
-    db = Database(settings.DATABASE_URL)
+    db = Database(settings.DATABASE_URL, loop_writes=settings.SQLITE_LOOP_WRITES)
     events = EventBus()
     tokens = TokenCodec(secret_key, settings.ACCESS_TOKEN_EXPIRES_IN)
     registry = CollectionRegistry(db)

@@ -86,7 +86,8 @@ class Database:
     locked" under concurrency.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, loop_writes: bool = False) -> None:
+        """``loop_writes``: SQLite's lone inserts on the event loop (``SQLITE_LOOP_WRITES``)."""
         self.url = url
         driver_url = async_url(url)
         self.dialect: str = make_url(driver_url).get_backend_name()
@@ -108,9 +109,10 @@ class Database:
         self._inserts: BoundedCache[tuple[Table, tuple[str, ...]], InsertOne] = BoundedCache(
             _PREPARED_INSERTS
         )
-        # SQLite: lone inserts on the event loop, through a connection of their
-        # own, opened at the first one (a file database only).
-        self._loop_path = _file_of(driver_url) if self.dialect == "sqlite" else None
+        # SQLite, when asked: lone inserts on the event loop, through a connection
+        # of their own, opened at the first one (a file database only).
+        loop_sqlite = loop_writes and self.dialect == "sqlite"
+        self._loop_path = _file_of(driver_url) if loop_sqlite else None
         self._loop_writer: LoopWriter | None = None
         self._checkpointing: asyncio.Task[None] | None = None
 
@@ -148,8 +150,9 @@ class Database:
     async def insert_one(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
         """Insert one row in a transaction of its own; the row as stored (RETURNING).
 
-        On SQLite, usually on the event loop itself, else in one trip to the
-        SQLite thread (``storage/sqlite_insert.py`` says why and when). A
+        On SQLite, in one trip to the SQLite thread, or with ``loop_writes``
+        usually on the event loop itself (``storage/sqlite_insert.py`` says
+        why and when). A
         unique violation raises SQLAlchemy's ``IntegrityError`` either way.
         Needs :attr:`returning`.
         """

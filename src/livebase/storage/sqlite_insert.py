@@ -1,4 +1,4 @@
-"""A lone insert on SQLite, committed in one go, usually right on the event loop.
+"""A lone insert on SQLite, committed in one go: in one trip to a thread, or on the event loop.
 
 Creating one item is the hottest write (every realtime change starts with
 one). Through SQLAlchemy and aiosqlite it paid for SQLAlchemy's execution
@@ -20,6 +20,11 @@ on SQLite:
   thread every :data:`CHECKPOINT_EVERY` commits;
 - rows with more than :data:`LOOP_MAX_BYTES` of text go to the thread;
 - only in WAL mode (elsewhere every commit syncs the journal).
+
+None of that keeps a slow disk (a network volume, a saturated one) from
+stalling the loop while SQLite writes the WAL, so the loop writer is
+opt-in (``SQLITE_LOOP_WRITES``, ``docs/decisions.md``); by default lone
+inserts take :func:`insert_in_thread`, still one trip.
 """
 
 from __future__ import annotations
