@@ -16,11 +16,11 @@ from livebase.services.errors import ServiceError
 from livebase.services.events import ChangeEvent, FileChanged
 from livebase.services.registry import CollectionRegistry
 from livebase.services.values import coerce_value
-from livebase.storage.model import FieldKind
+from livebase.storage.kinds import KINDS, FieldKind
 
 Message = dict[str, Any]
 
-_RETYPED = (FieldKind.DATETIME, FieldKind.DATE, FieldKind.DECIMAL)
+_RETYPED = tuple(kind for kind, entry in KINDS.items() if entry.retyped)
 
 
 def change_message(event: ChangeEvent) -> Message:
