@@ -26,7 +26,7 @@ from livebase.services.errors import ServiceError
 from livebase.services.events import ChangeEvent, FileChanged, PermissionsChanged, SessionRevoked
 from livebase.services.registry import CollectionRegistry
 from livebase.services.values import coerce_value
-from livebase.storage.model import FieldKind
+from livebase.storage.kinds import KINDS, FieldKind
 
 # Bump on any change to the shape of any message below. Messages from before
 # versions existed carry no "v" and count as version 1.
@@ -51,7 +51,7 @@ CLOSE_ROOM = "close_room"
 DISCONNECT = "disconnect"
 SOCKETIO = frozenset({EMIT, ENTER_ROOM, LEAVE_ROOM, CLOSE_ROOM, DISCONNECT})
 
-_RETYPED = (FieldKind.DATETIME, FieldKind.DATE, FieldKind.DECIMAL)
+_RETYPED = tuple(kind for kind, entry in KINDS.items() if entry.retyped)
 
 
 class VersionMismatch(ValueError):

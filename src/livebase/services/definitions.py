@@ -10,6 +10,7 @@ from livebase.services.errors import BadRequest, object_with
 from livebase.services.names import check_distinct_ignoring_case, check_name, check_new_field_name
 from livebase.services.patterns import compile_pattern
 from livebase.services.values import coerce_value
+from livebase.storage.kinds import KINDS
 from livebase.storage.model import FieldKind, FieldSpec
 
 _KINDS = {kind.value.lower(): kind for kind in FieldKind}
@@ -54,12 +55,7 @@ def _default(raw: object, kind: FieldKind, where: str) -> Any:
         if raw not in _SPECIAL_DEFAULTS:
             raise BadRequest(f"{where}.defaultValue.type must be one of UUIDV4, NOW, AUTOINCREMENT")
     if raw in _SPECIAL_DEFAULTS:
-        allowed = {
-            "UUIDV4": {FieldKind.UUID, FieldKind.STRING},
-            "NOW": {FieldKind.DATETIME, FieldKind.DATE},
-            "AUTOINCREMENT": {FieldKind.INTEGER, FieldKind.BIGINT},
-        }[str(raw)]
-        if kind not in allowed:
+        if raw not in KINDS[kind].defaults:
             raise BadRequest(f"{where}.defaultValue {raw} does not fit a {kind.value} field")
         return raw
     if raw is None:
@@ -141,7 +137,7 @@ def _with_primary_key(fields: dict[str, FieldSpec]) -> dict[str, FieldSpec]:
             "id", FieldKind.UUID, primary_key=True, default="UUIDV4", allow_null=False
         )
         fields = {"id": default_key, **fields}
-    if fields["id"].kind in (FieldKind.JSON, FieldKind.BOOLEAN, FieldKind.DOUBLE):
+    if not KINDS[fields["id"].kind].key:
         raise BadRequest("schema: id must be a String, UUID, Integer or BigInt")
     for spec in fields.values():
         if spec.auto_increment and not spec.primary_key:

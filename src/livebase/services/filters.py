@@ -31,7 +31,9 @@ Semantics, the same in SQL on both databases and in Python:
   the database default: under a ``C``/``POSIX`` ctype it folds ASCII only, and
   under an ICU default it folds like plain ``str.lower()``.
 
-Values are coerced to the field's kind here, and anything else is refused:
+Values are coerced to the field's kind by its ``filter_value`` in
+``storage/kinds.py`` (where that differs from writes, and why:
+``docs/decisions.md``), and anything else is refused:
 
 - String, Text, UUID: strings (without NUL), or integers, taken as their
   decimal text. A complete UUID given to a UUID field is lowercased, as stored.
@@ -48,21 +50,17 @@ Values are coerced to the field's kind here, and anything else is refused:
 
 from __future__ import annotations
 
-import math
 import operator
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
 from livebase.services.errors import BadRequest
-from livebase.services.values import parse_datetime
-from livebase.storage.model import FieldKind
+from livebase.storage import comparisons
+from livebase.storage.kinds import KINDS, Comparison, FieldKind
 
 __all__ = [
     "TRUE",
@@ -119,14 +117,10 @@ _RANGE_OPS = frozenset({"between", "notBetween"})
 _ORDER_OPS = frozenset({"gt", "gte", "lt", "lte"}) | _RANGE_OPS
 _EQUALITY_OPS = frozenset({"eq", "ne"}) | _LIST_OPS | _NULL_OPS
 _ALLOWED = {
-    **dict.fromkeys((FieldKind.STRING, FieldKind.TEXT, FieldKind.UUID), _OPS),
-    **dict.fromkeys(
-        (FieldKind.INTEGER, FieldKind.BIGINT, FieldKind.DOUBLE, FieldKind.DECIMAL),
-        _EQUALITY_OPS | _ORDER_OPS,
-    ),
-    **dict.fromkeys((FieldKind.DATE, FieldKind.DATETIME), _EQUALITY_OPS | _ORDER_OPS),
-    FieldKind.BOOLEAN: _EQUALITY_OPS,
-    FieldKind.JSON: _NULL_OPS,
+    Comparison.TEXT: _OPS,
+    Comparison.ORDER: _EQUALITY_OPS | _ORDER_OPS,
+    Comparison.EQUALITY: _EQUALITY_OPS,
+    Comparison.NONE: _NULL_OPS,
 }
 
 
@@ -163,105 +157,6 @@ def _show(value: object) -> str:
     except (ValueError, RecursionError):  # an int beyond str()'s digit limit, say
         shown = f"a {type(value).__name__}"
     return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
-def _to_text(value: object) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, str) or "\x00" in value:
-        raise ValueError
-    if not value.isascii():
-        value.encode()  # lone surrogates cannot reach the database
-    return value
-
-
-def _to_uuid_text(value: object) -> str:
-    text = _to_text(value)
-    if len(text) == 36:
-        try:
-            return str(uuid.UUID(text))
-        except ValueError:
-            pass
-    return text
-
-
-def _to_decimal(value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError
-    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    if not number.is_finite():
-        raise ValueError
-    return number
-
-
-def _to_int(bits: int) -> Callable[[object], int]:
-    def convert(value: object) -> int:
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif isinstance(value, str):
-            number = _to_decimal(value)
-            # Checked before int() so that "1e999999999" cannot eat the CPU.
-            if number.adjusted() > 20 or number != number.to_integral_value():
-                raise ValueError
-            value = int(number)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError
-        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-            raise ValueError
-        return value
-
-    return convert
-
-
-def _to_float(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError
-    return number
-
-
-def _to_exact_decimal(value: object) -> Decimal:
-    number = _to_decimal(value)
-    significant = "".join(map(str, number.as_tuple().digits)).strip("0")
-    if len(significant) > 15 or (significant and not -300 <= number.adjusted() <= 300):
-        raise ValueError
-    return number
-
-
-def _to_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "false"):
-        return value == "true"
-    raise ValueError
-
-
-def _to_date(value: object) -> date:
-    if not isinstance(value, str):
-        raise ValueError
-    return date.fromisoformat(value)
-
-
-def _to_datetime(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError
-    return parse_datetime(value)
-
-
-_COERCE: dict[FieldKind, tuple[Callable[[object], object], str]] = {
-    FieldKind.STRING: (_to_text, "a string"),
-    FieldKind.TEXT: (_to_text, "a string"),
-    FieldKind.UUID: (_to_uuid_text, "a string"),
-    FieldKind.INTEGER: (_to_int(32), "an integer between -2**31 and 2**31-1"),
-    FieldKind.BIGINT: (_to_int(64), "an integer between -2**63 and 2**63-1"),
-    FieldKind.DOUBLE: (_to_float, "a finite number"),
-    FieldKind.DECIMAL: (_to_exact_decimal, "a finite number of at most 15 digits"),
-    FieldKind.BOOLEAN: (_to_bool, "true or false"),
-    FieldKind.DATE: (_to_date, "a date (YYYY-MM-DD)"),
-    FieldKind.DATETIME: (_to_datetime, "an ISO-8601 date-time"),
-}
 
 
 class _Parser:
@@ -307,7 +202,7 @@ class _Parser:
         if value is None and op in ("eq", "ne"):
             return Compare(name, "isNull" if op == "eq" else "isNotNull", None)
         kind = self.fields[name]
-        if op not in _ALLOWED[kind]:
+        if op not in _ALLOWED[KINDS[kind].comparison]:
             raise FilterError(f"operator {op!r} cannot be used on {kind.value} field {name!r}")
         where = f"field {name!r}, operator {op!r}"
         if op in _LIST_OPS | _RANGE_OPS:
@@ -330,11 +225,14 @@ class _Parser:
             raise FilterError(f"filter has more than {_MAX_VALUES} values")
         if value is None:
             raise FilterError(f"{where}: null is only allowed with eq, ne, isNull, isNotNull")
-        convert, expected = _COERCE[kind]
+        entry = KINDS[kind]
+        assert entry.filter_value is not None  # kinds without values take null tests only
         try:
-            return convert(value)
+            return entry.filter_value(value)
         except (ValueError, TypeError, ArithmeticError):  # OverflowError, InvalidOperation
-            raise FilterError(f"{where}: expected {expected}, got {_show(value)}") from None
+            raise FilterError(
+                f"{where}: expected {entry.filter_expected}, got {_show(value)}"
+            ) from None
 
 
 def parse(
@@ -425,17 +323,9 @@ def to_sql(node: Node, columns: _Columns, dialect: str) -> ColumnElement[bool]:
     except KeyError:
         raise FilterError(f"unknown field {node.field!r} in filter") from None
     if node.op in _NULL_OPS:
-        null: ColumnElement[bool] = column.is_(None)
-        if isinstance(column.type, sa.JSON):
-            # SQLAlchemy stores Python None as JSON 'null', which reads back as None.
-            null = sa.or_(null, sa.cast(column, sa.Text()) == "null")
+        null = comparisons.is_null(column)
         return null if node.op == "isNull" else sa.not_(null)
-    if isinstance(column.type, sa.Numeric) and not isinstance(column.type, sa.Float):
-        # Bound values would otherwise be cast to the column's NUMERIC(p, s) on PostgreSQL:
-        # rounded to its scale, or refused beyond its precision.
-        column = sa.type_coerce(column, sa.Numeric())
-    if node.op in _ORDER_OPS and dialect == "postgresql" and isinstance(column.type, sa.String):
-        column = column.collate("C")  # code point order, whatever the database's collation
+    column = comparisons.compared(column, dialect, ordering=node.op in _ORDER_OPS)
     return _SQL[node.op](column, node.value)
 
 

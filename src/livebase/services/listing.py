@@ -19,7 +19,8 @@ from livebase.services.errors import BadRequest, Forbidden
 from livebase.services.permissions import Scope
 from livebase.services.query import Query
 from livebase.storage.database import Database
-from livebase.storage.model import Collection, FieldKind
+from livebase.storage.kinds import KINDS
+from livebase.storage.model import Collection
 
 Row = dict[str, Any]
 Order = Sequence[tuple[str, bool]]  # (field, descending)
@@ -57,9 +58,7 @@ def _search(collection: Collection, scope: Scope, text: str | None) -> filters.N
     if not text:
         return filters.TRUE
     searchable = [
-        name
-        for name in readable(collection, scope)
-        if collection.fields[name].kind in (FieldKind.STRING, FieldKind.TEXT)
+        name for name in readable(collection, scope) if KINDS[collection.fields[name].kind].searched
     ]
     if not searchable:
         return filters.Compare(collection.primary_key, "in", ())
@@ -70,8 +69,9 @@ def _search(collection: Collection, scope: Scope, text: str | None) -> filters.N
 def _sort(collection: Collection, scope: Scope, sort: Order) -> Order:
     check_readable(collection, scope, [f for f, _ in sort], "sort")
     for name, _ in sort:
-        if collection.fields[name].kind is FieldKind.JSON:
-            raise BadRequest(f"cannot sort by JSON field {name!r}")
+        kind = collection.fields[name].kind
+        if not KINDS[kind].sortable:
+            raise BadRequest(f"cannot sort by {kind.value} field {name!r}")
     return sort
 
 

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Table
 
-DECIMAL_PRECISION = 12  # defaults of a Decimal field without precision/scale
-DECIMAL_SCALE = 2
+from livebase.storage.kinds import DECIMAL_PRECISION, DECIMAL_SCALE, FieldKind
 
-
-class FieldKind(StrEnum):
-    """The SPEC §2 field types, spelled as in BAASIX schemas."""
-
-    STRING = "String"
-    TEXT = "Text"
-    INTEGER = "Integer"
-    BIGINT = "BigInt"
-    DOUBLE = "Double"
-    DECIMAL = "Decimal"
-    BOOLEAN = "Boolean"
-    DATE = "Date"
-    DATETIME = "DateTime"
-    UUID = "UUID"
-    JSON = "JSON"
+# FieldKind and the Decimal defaults live with the rest of each kind's meaning.
+__all__ = ["DECIMAL_PRECISION", "DECIMAL_SCALE", "Collection", "FieldKind", "FieldSpec"]
 
 
 @dataclass(frozen=True)

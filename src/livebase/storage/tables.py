@@ -5,47 +5,16 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Column,
-    Date,
-    Double,
-    Index,
-    Integer,
-    MetaData,
-    Numeric,
-    String,
-    Table,
-    Text,
-)
+from sqlalchemy import Column, Index, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.types import TypeEngine
 
-from livebase.storage.model import DECIMAL_PRECISION, DECIMAL_SCALE, FieldKind, FieldSpec
-from livebase.storage.types import UTCDateTime
+from livebase.storage.kinds import KINDS
+from livebase.storage.model import FieldSpec
 
 
 def column_type(spec: FieldSpec) -> TypeEngine[Any]:
-    kind = spec.kind
-    if kind is FieldKind.STRING:
-        return String(spec.length or 255)
-    if kind is FieldKind.DECIMAL:
-        scale = spec.scale if spec.scale is not None else DECIMAL_SCALE
-        return Numeric(spec.precision or DECIMAL_PRECISION, scale)
-    simple: dict[FieldKind, TypeEngine[Any]] = {
-        FieldKind.TEXT: Text(),
-        FieldKind.INTEGER: Integer(),
-        FieldKind.BIGINT: BigInteger(),
-        FieldKind.DOUBLE: Double(),
-        FieldKind.BOOLEAN: Boolean(),
-        FieldKind.DATE: Date(),
-        FieldKind.DATETIME: UTCDateTime(),
-        FieldKind.UUID: String(36),
-        FieldKind.JSON: JSON(),
-    }
-    return simple[kind]
+    return KINDS[spec.kind].column(spec)
 
 
 def _column(spec: FieldSpec) -> Column[Any]:

@@ -1,0 +1,177 @@
+"""Applying one item operation to the database, with the permission checks around it.
+
+:class:`ItemWriter` does what one element of a write request does inside its
+transaction: lock and check the stored row, write, check the result, run the
+collection's own rules, and describe the change as a :class:`ChangeEvent`.
+The items service calls it for each element and publishes the events after
+the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from livebase.bounded import BoundedCache
+from livebase.services import filters
+from livebase.services.accountability import Accountability
+from livebase.services.errors import Conflict, Forbidden, NotFound, ServiceError
+from livebase.services.events import Action, ChangeEvent
+from livebase.services.operations import Item, Operation
+from livebase.services.permissions import PermissionService, Scope
+from livebase.services.rows import row_values
+from livebase.storage.database import Database, returning_insert
+from livebase.storage.model import Collection
+
+# Resolved conditions differ per user ($CURRENT_USER): keep the cache bounded.
+_MATCHER_CACHE = 1_000
+
+
+class CollectionRules(Protocol):
+    """Extra rules of one (system) collection, run inside the write transaction."""
+
+    async def prepare(
+        self, conn: AsyncConnection, action: Action, data: Item, previous: Item | None
+    ) -> Item: ...
+
+    async def after_write(
+        self, conn: AsyncConnection, action: Action, item: Item, previous: Item | None
+    ) -> None: ...
+
+
+class ItemWriter:
+    def __init__(self, db: Database, permissions: PermissionService) -> None:
+        self._db = db
+        self._permissions = permissions
+        self.rules: dict[str, CollectionRules] = {}
+        self._matchers: BoundedCache[filters.Node, Callable[[Any], bool]] = BoundedCache(
+            _MATCHER_CACHE
+        )
+
+    def matcher(self, condition: filters.Node) -> Callable[[Any], bool]:
+        """The compiled row check for a resolved condition, compiled once (bounded cache)."""
+        return self._matchers.get_or_make(condition, filters.to_predicate)
+
+    # -- one create alone, committed with its insert ----------------------------------
+
+    def lone_create_scope(
+        self, collection: Collection, who: Accountability, op: Operation
+    ) -> Scope | None:
+        """The create scope if ``op`` is a create nothing can refuse once the row is in.
+
+        Such a create commits with its insert (:meth:`Database.insert_one`,
+        one trip on SQLite). A create permission with a condition is checked
+        against the stored row, and a system collection's rules run inside
+        the transaction: both take the general path, which can still roll back.
+        """
+        if op.action != "create" or not self._db.returning or collection.name in self.rules:
+            return None
+        scope = self._permissions.require(who, collection, "create")
+        return scope if scope.condition == filters.TRUE else None
+
+    async def create_alone(
+        self, collection: Collection, who: Accountability, scope: Scope, op: Operation
+    ) -> ChangeEvent:
+        assert op.data is not None
+        values = row_values(collection, scope, op.data, who, creating=True)
+        try:
+            item = await self._db.insert_one(collection.table, values)
+        except IntegrityError:
+            raise _taken(collection) from None
+        key = item[collection.primary_key]
+        return ChangeEvent(collection.name, "create", key, item, None, who.user_id)
+
+    # -- any operation, inside a transaction ------------------------------------------
+
+    async def apply(
+        self, conn: AsyncConnection, collection: Collection, who: Accountability, op: Operation
+    ) -> ChangeEvent:
+        scope = self._permissions.require(who, collection, op.action)
+        matches = self.matcher(scope.condition)
+        previous = None
+        if op.action != "create":
+            previous = await self._locked_row(conn, collection, op.key)
+            if not matches(previous):
+                raise self._refusal(collection, who, op, previous)
+        rules = self.rules.get(collection.name)
+        data = op.data
+        if rules is not None:
+            data = await rules.prepare(conn, op.action, data or {}, previous)
+        table = collection.table
+        pk = table.c[collection.primary_key]
+        # With RETURNING (SQLite >= 3.35, PostgreSQL) a write hands back the
+        # stored row itself: one statement instead of a write and a re-read.
+        returning = self._db.returning
+        stored: Item | None = None
+        try:
+            if op.action == "create":
+                assert data is not None
+                values = row_values(collection, scope, data, who, creating=True)
+                if returning:
+                    stored = await _one_row(conn, returning_insert(table), values)
+                    key = stored[collection.primary_key]
+                else:
+                    result = await conn.execute(insert(table).values(**values))
+                    inserted = result.inserted_primary_key
+                    key = values.get(collection.primary_key, inserted[0] if inserted else None)
+            elif op.action == "update":
+                assert data is not None
+                values = row_values(collection, scope, data, who, creating=False, key=op.key)
+                statement = update(table).where(pk == op.key).values(**values)
+                if returning:
+                    stored = await _one_row(conn, statement.returning(*table.c))
+                else:
+                    await conn.execute(statement)
+                key = op.key
+            else:
+                await conn.execute(delete(table).where(pk == op.key))
+                key = op.key
+        except IntegrityError:
+            raise _taken(collection) from None
+        if op.action == "delete":
+            item = previous
+        else:
+            item = stored if stored is not None else await self._locked_row(conn, collection, key)
+        assert item is not None
+        if op.action != "delete" and not matches(item):
+            raise Forbidden(f"the resulting item is outside your {op.action} permission")
+        if rules is not None:
+            await rules.after_write(conn, op.action, item, previous)
+        return ChangeEvent(collection.name, op.action, key, item, previous, who.user_id)
+
+    def _refusal(
+        self, collection: Collection, who: Accountability, op: Operation, row: Item
+    ) -> ServiceError:
+        """Why ``who`` may not change ``row``: 403 if it may read the row, else 404.
+
+        A row the caller can neither read nor change answers exactly as a
+        missing one, so that updates and deletes are no oracle on which ids
+        exist (``GET`` answers 404 for it too).
+        """
+        read = self._permissions.scope(who, collection, "read")
+        if read is None or not self.matcher(read.condition)(row):
+            return NotFound(f"item {op.key!r} not found in {collection.name}", "ITEM_NOT_FOUND")
+        return Forbidden(f"you may not {op.action} item {op.key!r} of {collection.name}")
+
+    async def _locked_row(self, conn: AsyncConnection, collection: Collection, key: Any) -> Item:
+        table = collection.table
+        # FOR UPDATE on PostgreSQL; SQLite's compiler leaves it out (its writes are serialised).
+        statement = select(table).where(table.c[collection.primary_key] == key).with_for_update()
+        row = (await conn.execute(statement)).mappings().first()
+        if row is None:
+            raise NotFound(f"item {key!r} not found in {collection.name}", "ITEM_NOT_FOUND")
+        return dict(row)
+
+
+async def _one_row(conn: AsyncConnection, statement: Any, values: Item | None = None) -> Item:
+    # An empty dict would mean "no parameters" to execute(): INSERT … DEFAULT VALUES.
+    result = await conn.execute(statement, values) if values else await conn.execute(statement)
+    return dict(result.mappings().one())
+
+
+def _taken(collection: Collection) -> ServiceError:
+    return Conflict(f"a value of {collection.name} must be unique and is taken")
