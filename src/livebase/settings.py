@@ -1,4 +1,4 @@
-"""Configuration: every variable of the README's configuration table in one class, read from the environment or `.env`."""
+"""Configuration: every variable of the README's table, from the environment or `.env`."""
 
 from __future__ import annotations
 
