@@ -26,6 +26,7 @@ from argon2 import PasswordHasher
 
 from livebase.services import passwords
 from livebase.settings import Settings
+from tests.sqlite_paths import loop_writes, sqlite_paths  # noqa: F401 (fixtures, used by name)
 
 PG_ADMIN_DSN = os.environ.get("LIVEBASE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 # Pub/sub channels are not per database number: each test has its own key prefix.

@@ -23,7 +23,6 @@ from livebase.services.errors import Conflict, ValidationFailed
 from livebase.services.events import ChangeEvent, Event
 from livebase.services.query import Query
 from tests.api.conftest import make_settings
-from tests.storage.conftest import count_sqlite_paths
 
 _FIELDS = {
     "title": {"type": "String", "allowNull": False},
@@ -58,17 +57,6 @@ _VALUES: list[dict[str, Any]] = [
     {"title": "nulls", "body": None, "price": None, "day": None, "at": None, "meta": None},
     {"title": "json scalars", "meta": [1, 2, 3]},
 ]
-
-
-@pytest.fixture(params=[False, True], ids=["thread", "loop"])
-def loop_writes(request: pytest.FixtureRequest) -> bool:
-    """``SQLITE_LOOP_WRITES``, off (the default) and on."""
-    return bool(request.param)
-
-
-@pytest.fixture
-def sqlite_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    return count_sqlite_paths(monkeypatch)
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from livebase.services.errors import BadRequest
 from livebase.storage import comparisons
-from livebase.storage.kinds import KINDS, Comparison, FieldKind
+from livebase.storage.kinds import KINDS, Comparison, FieldKind, show_value
 
 __all__ = [
     "TRUE",
@@ -151,14 +151,6 @@ def fields_of(node: Node) -> frozenset[str]:
 # -- parsing --------------------------------------------------------------------
 
 
-def _show(value: object) -> str:
-    try:
-        shown = repr(value)
-    except (ValueError, RecursionError):  # an int beyond str()'s digit limit, say
-        shown = f"a {type(value).__name__}"
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
 class _Parser:
     def __init__(self, fields: Mapping[str, FieldKind], variables: Mapping[str, object]) -> None:
         self.fields = fields
@@ -169,12 +161,12 @@ class _Parser:
         if depth > _MAX_DEPTH:
             raise FilterError(f"filter is nested more than {_MAX_DEPTH} levels deep")
         if not isinstance(raw, dict):
-            raise FilterError(f"a filter must be an object, got {_show(raw)}")
+            raise FilterError(f"a filter must be an object, got {show_value(raw)}")
         parts: list[Node] = []
         for key, spec in raw.items():
             if key in ("AND", "OR"):
                 if not isinstance(spec, list):
-                    raise FilterError(f"{key} must be a list of filters, got {_show(spec)}")
+                    raise FilterError(f"{key} must be a list of filters, got {show_value(spec)}")
                 children = [self.node(child, depth + 1) for child in spec]
                 parts.append(and_(*children) if key == "AND" else _or(children))
             else:
@@ -183,7 +175,7 @@ class _Parser:
 
     def field(self, name: object, spec: object) -> list[Node]:
         if not isinstance(name, str) or name not in self.fields:
-            raise FilterError(f"unknown field {_show(name)} in filter")
+            raise FilterError(f"unknown field {show_value(name)} in filter")
         if not isinstance(spec, dict):
             return [self.compare(name, "eq", spec)]
         if not spec:
@@ -193,7 +185,7 @@ class _Parser:
     def compare(self, name: str, op: object, raw: object) -> Compare:
         if not isinstance(op, str) or op not in _OPS:
             raise FilterError(
-                f"unknown operator {_show(op)} on field {name!r}; use one of: {_OPERATORS}"
+                f"unknown operator {show_value(op)} on field {name!r}; use one of: {_OPERATORS}"
             )
         value = self.variable(raw)
         if op in _NULL_OPS:
@@ -207,9 +199,9 @@ class _Parser:
         where = f"field {name!r}, operator {op!r}"
         if op in _LIST_OPS | _RANGE_OPS:
             if not isinstance(value, list | tuple):
-                raise FilterError(f"{where}: expected a list, got {_show(value)}")
+                raise FilterError(f"{where}: expected a list, got {show_value(value)}")
             if op in _RANGE_OPS and len(value) != 2:
-                raise FilterError(f"{where}: expected a list [low, high], got {_show(value)}")
+                raise FilterError(f"{where}: expected a list [low, high], got {show_value(value)}")
             items = (self.coerce(kind, self.variable(item), where) for item in value)
             return Compare(name, op, tuple(items))
         return Compare(name, op, self.coerce(kind, value, where))
@@ -231,7 +223,7 @@ class _Parser:
             return entry.filter_value(value)
         except (ValueError, TypeError, ArithmeticError):  # OverflowError, InvalidOperation
             raise FilterError(
-                f"{where}: expected {entry.filter_expected}, got {_show(value)}"
+                f"{where}: expected {entry.filter_expected}, got {show_value(value)}"
             ) from None
 
 

@@ -122,7 +122,8 @@ class Kind:
     defaults: Mapping[str, Callable[[], Any] | None] = field(default_factory=dict)
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
+    """A value as an error message may quote it: its repr, cut to 60 characters."""
     try:
         shown = repr(value)
     except (ValueError, RecursionError):  # an int beyond str()'s digit limit, say
@@ -131,7 +132,7 @@ def _show(value: object) -> str:
 
 
 def _refused(expected: str, value: object) -> Refused:
-    return Refused(f"expected {expected}, got {_show(value)}")
+    return Refused(f"expected {expected}, got {show_value(value)}")
 
 
 def parse_datetime(value: str) -> datetime:
