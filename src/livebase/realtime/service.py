@@ -1,18 +1,29 @@
-"""``services.socket``: what extensions use to talk to sockets (SPEC §7)."""
+"""``services.socket``: what extensions use to talk to sockets (docs/extensions.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from livebase.realtime.rooms import RoomValidator, SocketInfo, user_room
-
-if TYPE_CHECKING:
-    from livebase.realtime.server import Realtime
+from livebase.realtime.rooms import RoomRules, RoomValidator, SocketInfo, user_room
 
 __all__ = ["SocketInfo", "SocketService"]
 
 EventHandler = Callable[[SocketInfo, Any], Any | Awaitable[Any]]
+
+
+class Pipeline(Protocol):
+    """What the service needs of the realtime server (``server.Realtime``), and no more:
+    naming the class itself would make the two modules import each other.
+    """
+
+    rules: RoomRules
+
+    def publish_to_room(self, room: str, event: str, payload: Any) -> None: ...
+
+    def publish_to_everyone(self, event: str, payload: Any) -> None: ...
+
+    def register_client_event(self, event: str, handler: EventHandler) -> None: ...
 
 
 class SocketService:
@@ -23,7 +34,7 @@ class SocketService:
     the same.
     """
 
-    def __init__(self, realtime: Realtime) -> None:
+    def __init__(self, realtime: Pipeline) -> None:
         self._realtime = realtime
 
     async def emit_to_user(self, user_id: str, event: str, payload: Any) -> None:
