@@ -70,12 +70,9 @@ class Delivery:
             return
         # Past the bound before this packet, not with it: one event bigger than
         # the bound still reaches a client that has kept up.
-        waiting = session.bytes_waiting()
-        if waiting > self._max_queue_bytes:
-            self._drop(
-                sid,
-                f"slow consumer: {waiting} bytes waiting (bound {self._max_queue_bytes} bytes)",
-            )
+        reason = session.over_bytes(self._max_queue_bytes)
+        if reason is not None:
+            self._drop(sid, reason)
             return
         session.push(packet)
         self.delivered += 1

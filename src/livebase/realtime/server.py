@@ -338,11 +338,9 @@ class Realtime:
 
     def _session_overflow(self, session: Session) -> bool:
         """Whether ``session`` is past the byte bound, and so dropped, instead of sent more."""
-        bound = self.settings.SOCKET_MAX_QUEUE_BYTES
-        waiting = session.bytes_waiting()
-        if waiting <= bound:
+        reason = session.over_bytes(self.settings.SOCKET_MAX_QUEUE_BYTES)
+        if reason is None:
             return False
-        reason = f"slow consumer: {waiting} bytes waiting (bound {bound} bytes)"
         sid = self.sio.manager.sid_from_eio_sid(session.sid, "/")
         if sid is not None and sid in self.connections.by_sid:
             self.drop(sid, reason, abort=True)

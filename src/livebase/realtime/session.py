@@ -192,6 +192,13 @@ class Session(async_socket.AsyncSocket):  # type: ignore[misc]
         buffered = transport.get_write_buffer_size() if transport is not None else 0
         return int(self.queue.bytes + self._sending + buffered)
 
+    def over_bytes(self, bound: int) -> str | None:
+        """Why this session is a slow consumer, if more than ``bound`` bytes wait for it."""
+        waiting = self.bytes_waiting()
+        if waiting <= bound:
+            return None
+        return f"slow consumer: {waiting} bytes waiting (bound {bound} bytes)"
+
     def push(self, pkt: Any) -> None:
         """Queue one packet and write what can be written now."""
         self.queue.put_nowait(pkt)
