@@ -14,6 +14,7 @@ import pytest
 from livebase import encoding
 from livebase.realtime import messages
 from livebase.realtime.cluster import Manager
+from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.realtime.pubsub.memory import Hub, MemoryPubSub
 from livebase.services.events import ChangeEvent, FileChanged, PermissionsChanged, SessionRevoked
 
@@ -30,6 +31,8 @@ CHANGE = ChangeEvent(
 FILE = FileChanged(action="uploaded", file={"id": "f1", "size": 3}, user_id="u1", timestamp=WHEN)
 REVOKED = SessionRevoked(session_id="s1", user_id="u1")
 PERMISSIONS = PermissionsChanged(role="editor")
+ROOM = ToRoom("team:red", "news", {"n": 1})
+EVERYONE = ToEveryone("news", [1, "two"])
 
 
 class NoCollections:
@@ -42,8 +45,8 @@ class NoCollections:
 EVERY_MESSAGE = {
     messages.CHANGE: messages.change(CHANGE),
     messages.FILE: messages.file(FILE),
-    messages.ROOM: messages.room("team:red", "news", {"n": 1}),
-    messages.EVERYONE: messages.everyone("news", [1, "two"]),
+    messages.ROOM: messages.room(ROOM),
+    messages.EVERYONE: messages.everyone(EVERYONE),
     messages.REVOKE: messages.revoke(REVOKED),
     messages.PERMISSIONS: messages.permissions(PERMISSIONS),
     messages.ACK: messages.ack("abc", "node-a"),
@@ -78,6 +81,8 @@ def test_events_come_back_as_they_left() -> None:
     assert messages.file_event(through(messages.file(FILE)), registry) == FILE
     assert messages.revoke_event(through(messages.revoke(REVOKED))) == REVOKED
     assert messages.permissions_event(through(messages.permissions(PERMISSIONS))) == PERMISSIONS
+    assert messages.room_emit(through(messages.room(ROOM))) == ROOM
+    assert messages.everyone_emit(through(messages.everyone(EVERYONE))) == EVERYONE
 
 
 @pytest.fixture
@@ -133,7 +138,7 @@ async def test_a_message_of_another_version_is_refused_once_per_peer_and_changes
     nodes: tuple[Manager, Manager, list[messages.Message]], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b, handed = nodes
-    newer = {**messages.room("team:red", "news", {"n": 1}), "v": messages.VERSION + 1}
+    newer = {**messages.room(ROOM), "v": messages.VERSION + 1}
     older = {"m": "room", "r": "team:red", "e": "news", "p": {"n": 1}}  # before versions: 1
     pubsub = a._pubsub
     with caplog.at_level(logging.ERROR, logger="livebase.cluster"):
@@ -146,7 +151,7 @@ async def test_a_message_of_another_version_is_refused_once_per_peer_and_changes
     for line, version in zip(lines, (messages.VERSION + 1, 1), strict=True):
         assert "node-a" in line and f"version {version}" in line
         assert f"version {messages.VERSION}" in line
-    a.send(messages.room("team:red", "news", {"n": 2}))  # the current version still goes through
+    a.send(messages.room(ToRoom("team:red", "news", {"n": 2})))  # still heard
     await settle()
     assert [m["payload"] for m in handed] == [{"n": 2}]
 

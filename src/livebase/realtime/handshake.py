@@ -1,4 +1,4 @@
-"""Reading the token a Socket.IO client presents (SPEC §6.1)."""
+"""Reading the token a Socket.IO client presents (docs/realtime.md, "Connecting")."""
 
 from __future__ import annotations
 

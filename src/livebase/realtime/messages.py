@@ -22,6 +22,7 @@ import contextlib
 from typing import Any
 
 from livebase import encoding
+from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.services.errors import ServiceError
 from livebase.services.events import ChangeEvent, FileChanged, PermissionsChanged, SessionRevoked
 from livebase.services.registry import CollectionRegistry
@@ -122,12 +123,20 @@ def file_event(message: Message, registry: CollectionRegistry) -> FileChanged:
     )
 
 
-def room(room: str, event: str, payload: Any) -> Message:
-    return _message(ROOM, room=room, event=event, payload=payload)
+def room(emit: ToRoom) -> Message:
+    return _message(ROOM, room=emit.room, event=emit.event, payload=emit.payload)
 
 
-def everyone(event: str, payload: Any) -> Message:
-    return _message(EVERYONE, event=event, payload=payload)
+def room_emit(message: Message) -> ToRoom:
+    return ToRoom(room=message["room"], event=message["event"], payload=message["payload"])
+
+
+def everyone(emit: ToEveryone) -> Message:
+    return _message(EVERYONE, event=emit.event, payload=emit.payload)
+
+
+def everyone_emit(message: Message) -> ToEveryone:
+    return ToEveryone(event=message["event"], payload=message["payload"])
 
 
 def revoke(event: SessionRevoked) -> Message:

@@ -1,4 +1,4 @@
-"""Room names and who may join them (SPEC §6.2)."""
+"""Room names and who may join them (docs/realtime.md, "Rooms")."""
 
 from __future__ import annotations
 

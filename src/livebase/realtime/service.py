@@ -12,7 +12,7 @@ __all__ = ["SocketInfo", "SocketService"]
 EventHandler = Callable[[SocketInfo, Any], Any | Awaitable[Any]]
 
 
-class Pipeline(Protocol):
+class Server(Protocol):
     """What the service needs of the realtime server (``server.Realtime``), and no more:
     naming the class itself would make the two modules import each other.
     """
@@ -34,7 +34,7 @@ class SocketService:
     the same.
     """
 
-    def __init__(self, realtime: Pipeline) -> None:
+    def __init__(self, realtime: Server) -> None:
         self._realtime = realtime
 
     async def emit_to_user(self, user_id: str, event: str, payload: Any) -> None:

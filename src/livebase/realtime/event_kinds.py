@@ -1,0 +1,104 @@
+"""Every kind of event the realtime server handles, and its rule, in one table.
+
+Each entry names the rule that handles the event on every process (who
+gets it, through :class:`router.Router`, or which sockets' rights change,
+through :class:`authorization.LiveAuthorization`), how it crosses to the
+other processes (:mod:`messages`) and to which of them (:class:`Spread`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from livebase.realtime import messages
+from livebase.realtime.authorization import LiveAuthorization
+from livebase.realtime.delivery import Delivery
+from livebase.realtime.emits import ToEveryone, ToRoom, notification_emit
+from livebase.realtime.pipeline import EVERY_PROCESS, EVERY_PROCESS_CONFIRMED, EventKind, Spread
+from livebase.realtime.router import Router
+from livebase.services.events import (
+    ChangeEvent,
+    FileChanged,
+    NotificationChanged,
+    PermissionsChanged,
+    SessionRevoked,
+)
+from livebase.services.registry import CollectionRegistry
+
+
+def event_kinds(
+    router: Router,
+    delivery: Delivery,
+    authorization: LiveAuthorization,
+    registry: CollectionRegistry,
+) -> list[EventKind[Any]]:
+    deliver = delivery.deliver
+
+    async def change(event: ChangeEvent) -> None:
+        if await authorization.changed(event):
+            deliver(router.change(event))
+
+    def to_room(emit: ToRoom) -> None:
+        deliver(router.to_room(emit.room, emit.event, emit.payload))
+
+    return [
+        EventKind(
+            ChangeEvent,
+            change,
+            encode=messages.change,
+            message=messages.CHANGE,
+            decode=lambda message: messages.change_event(message, registry),
+            spread=_change_spread,
+            on_arrival=authorization.change_arrived,
+        ),
+        EventKind(
+            FileChanged,
+            lambda event: deliver(router.file(event)),
+            encode=messages.file,
+            message=messages.FILE,
+            decode=lambda message: messages.file_event(message, registry),
+        ),
+        EventKind(
+            NotificationChanged,
+            lambda event: to_room(notification_emit(event)),
+            # Crosses as the room emit it is; arrives as one.
+            encode=lambda event: messages.room(notification_emit(event)),
+        ),
+        EventKind(
+            ToRoom, to_room, encode=messages.room, message=messages.ROOM, decode=messages.room_emit
+        ),
+        EventKind(
+            ToEveryone,
+            lambda emit: deliver(router.to_everyone(emit.event, emit.payload)),
+            encode=messages.everyone,
+            message=messages.EVERYONE,
+            decode=messages.everyone_emit,
+        ),
+        EventKind(
+            SessionRevoked,
+            authorization.session_revoked,
+            encode=messages.revoke,
+            message=messages.REVOKE,
+            decode=messages.revoke_event,
+        ),
+        EventKind(
+            PermissionsChanged,
+            authorization.permissions_changed,
+            encode=messages.permissions,
+            message=messages.PERMISSIONS,
+            decode=messages.permissions_event,
+            spread=lambda event: EVERY_PROCESS_CONFIRMED,
+            on_arrival=authorization.permissions_arrived,
+        ),
+    ]
+
+
+def _change_spread(event: ChangeEvent) -> Spread:
+    """Item changes go to the processes listening to their collection; changes to
+    users and schemas to every process (they change sockets and caches), and a
+    schema change waits until each has applied it."""
+    if event.collection == "schemas":
+        return EVERY_PROCESS_CONFIRMED
+    if event.collection == "users":
+        return EVERY_PROCESS
+    return Spread(event.collection)

@@ -1,0 +1,63 @@
+"""Disconnecting the sockets the server no longer wants, once each, saying why in the log.
+
+Sockets go when their session is revoked, their token expires, their user
+is deleted or suspended, or they read too slowly (a slow consumer, found by
+:mod:`delivery` or by a session's byte bound). A slow consumer's session is
+aborted as well: it would never read its backlog, nor the goodbye behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from livebase.realtime.cluster import NAMESPACE
+from livebase.realtime.connections import Connections
+from livebase.realtime.engine import EngineWorkarounds
+from livebase.realtime.session import Session
+from livebase.realtime.tasks import TaskSet
+
+_log = logging.getLogger("livebase.realtime")
+
+
+class Eviction:
+    def __init__(
+        self,
+        sio: EngineWorkarounds,
+        connections: Connections,
+        tasks: TaskSet,
+        max_queue_bytes: int,
+    ) -> None:
+        self._sio = sio
+        self._connections = connections
+        self._tasks = tasks
+        self._max_queue_bytes = max_queue_bytes
+
+    def drop(self, sid: str, reason: str, *, abort: bool = False) -> None:
+        """Disconnect one socket, once, saying why in the log."""
+        connection = self._connections.get(sid)
+        if connection is None or connection.dropped:
+            return
+        connection.dropped = True
+        _log.warning("disconnecting socket %s (user %s): %s", sid, connection.user_id, reason)
+        self._tasks.spawn(self._disconnect(sid, connection.eio_sid, abort))
+
+    def drop_slow_consumer(self, sid: str, reason: str) -> None:
+        self.drop(sid, reason, abort=True)
+
+    def overflowed(self, session: Session) -> bool:
+        """Whether ``session`` is past the byte bound, and so dropped, instead of sent more."""
+        reason = session.over_bytes(self._max_queue_bytes)
+        if reason is None:
+            return False
+        sid = self._sio.manager.sid_from_eio_sid(session.sid, NAMESPACE)
+        if sid is not None and sid in self._connections.by_sid:
+            self.drop_slow_consumer(sid, reason)
+        elif not session.closed:
+            _log.warning("disconnecting Engine.IO session %s: %s", session.sid, reason)
+            self._tasks.spawn(self._sio.abort_session(session.sid))
+        return True
+
+    async def _disconnect(self, sid: str, eio_sid: str, abort: bool) -> None:
+        await self._sio.disconnect(sid)
+        if abort:
+            await self._sio.abort_session(eio_sid)

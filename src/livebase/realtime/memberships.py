@@ -1,0 +1,155 @@
+"""Which rooms each socket is in, and what goes with being in one.
+
+A collection room registers the socket's read scope with the audience (the
+router fans item events out by scope); an item room or a custom room counts
+towards ``SOCKET_MAX_ROOMS``; joining a collection's or an item's room
+subscribes this process to the collection's changes in a cluster. Every
+join and leave of the realtime server goes through here, so the three stay
+in step.
+"""
+
+from __future__ import annotations
+
+from livebase.realtime.audience import Audience
+from livebase.realtime.cluster import NAMESPACE, Manager
+from livebase.realtime.connections import Connection
+from livebase.realtime.rooms import (
+    PRESENCE,
+    RoomRefused,
+    RoomRules,
+    collection_room,
+    user_room,
+)
+from livebase.services.permissions import PermissionService
+
+COLLECTION = "collection:"
+ITEM = "item:"
+
+
+class Memberships:
+    def __init__(
+        self,
+        manager: Manager,
+        audience: Audience,
+        rules: RoomRules,
+        permissions: PermissionService,
+        *,
+        max_rooms: int,
+        auto_join: bool,
+    ) -> None:
+        self._manager = manager
+        self._audience = audience
+        self._rules = rules
+        self._permissions = permissions
+        self._max_rooms = max_rooms
+        self._auto_join = auto_join
+
+    def auto_joined(self, connection: Connection) -> list[str]:
+        """The collections whose rooms ``connection`` joins without asking."""
+        if not self._auto_join:
+            return []
+        return self._permissions.readable_collections(connection.role)
+
+    async def want(self, collections: list[str] | set[str]) -> None:
+        """In a cluster: hear of these collections' changes made elsewhere, from now on."""
+        await self._manager.want(collections)
+
+    def enter(self, connection: Connection, collections: list[str]) -> None:
+        """A socket has just connected: its own user room and its auto-joined collections."""
+        if connection.user_id is not None:
+            self._manager.join(connection.sid, user_room(connection.user_id))
+        for collection in collections:
+            self.join_collection(connection, collection)
+
+    def forget(self, connection: Connection) -> None:
+        """A socket is gone: python-socketio forgets its rooms, the audience its scopes."""
+        for collection in connection.collections:
+            self._audience.remove(connection.sid, collection)
+
+    async def join(self, connection: Connection, room: str) -> None:
+        """Put ``connection`` in ``room``, or raise :class:`RoomRefused` saying why not."""
+        self._check_room_count(connection, room)
+        await self._rules.check_join(connection, room)
+        if room.startswith((COLLECTION, ITEM)):
+            await self.want([room.split(":", 2)[1]])
+        if room.startswith(COLLECTION):
+            self.join_collection(connection, room.removeprefix(COLLECTION))
+        else:
+            self._manager.join(connection.sid, room)
+            if _counted(connection, room):
+                connection.rooms.add(room)
+
+    def leave(self, connection: Connection, room: str) -> None:
+        """Take ``connection`` out of ``room``; it can never leave its own user room."""
+        if connection.user_id is not None and room == user_room(connection.user_id):
+            raise RoomRefused("a socket always stays in its own user room")
+        if room.startswith(COLLECTION):
+            self.leave_collection(connection, room.removeprefix(COLLECTION))
+        else:
+            self._part(connection, room)
+
+    def join_collection(self, connection: Connection, collection: str) -> bool:
+        scope = self._audience.read_scope(connection, collection)
+        if scope is None:
+            return False
+        self._audience.add(connection.sid, collection, scope)
+        connection.collections.add(collection)
+        self._manager.join(connection.sid, collection_room(collection))
+        return True
+
+    def leave_collection(self, connection: Connection, collection: str) -> None:
+        self._audience.remove(connection.sid, collection)
+        connection.collections.discard(collection)
+        self._manager.part(connection.sid, collection_room(collection))
+
+    async def refresh(self, connection: Connection) -> None:
+        """Permissions or the role changed: keep the rooms ``connection`` may still be in,
+        with its current rights, and auto-join the collections it may now read."""
+        for collection in list(connection.collections):
+            scope = self._audience.read_scope(connection, collection)
+            if scope is None:
+                self.leave_collection(connection, collection)
+            else:
+                self._audience.add(connection.sid, collection, scope)
+        if self._auto_join:
+            for collection in self.auto_joined(connection):
+                if collection not in connection.collections:
+                    self.join_collection(connection, collection)
+            await self.want(connection.collections)
+        for room in list(self._manager.get_rooms(connection.sid, NAMESPACE)):
+            if room.startswith(ITEM):
+                readable = self._audience.read_scope(connection, room.split(":", 2)[1])
+            elif room == PRESENCE:
+                readable = self._audience.read_scope(connection, "users")
+            else:
+                continue
+            if readable is None:
+                self._part(connection, room)
+
+    async def keep_only_listened(self) -> None:
+        """Cluster only: stop hearing of collections nobody here has listened to for a while."""
+        listened = set(self._audience.collections())
+        for room in self._manager.rooms.get(NAMESPACE, {}):
+            if isinstance(room, str) and room.startswith(ITEM):
+                listened.add(room.split(":", 2)[1])
+        await self._manager.keep_only(listened)
+
+    def _part(self, connection: Connection, room: str) -> None:
+        self._manager.part(connection.sid, room)
+        connection.rooms.discard(room)
+
+    def _check_room_count(self, connection: Connection, room: str) -> None:
+        """Refuse a room past ``SOCKET_MAX_ROOMS``: each one a socket is in costs memory."""
+        if not _counted(connection, room) or room in connection.rooms:
+            return  # a rejoin adds nothing
+        if len(connection.rooms) >= self._max_rooms:
+            raise RoomRefused(f"a socket may be in at most {self._max_rooms} rooms besides its own")
+
+
+def _counted(connection: Connection, room: str) -> bool:
+    """Whether ``room`` counts towards ``SOCKET_MAX_ROOMS``: not the socket's own user
+    room, nor collection rooms (as many as the collections an administrator made).
+    """
+    if room.startswith(COLLECTION):
+        return False
+    return connection.user_id is None or room != user_room(connection.user_id)
