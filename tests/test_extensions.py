@@ -1,4 +1,4 @@
-"""SPEC §7 extensions: loading, hook tables, before/after semantics, routers, setup()."""
+"""Extensions (docs/extensions.md): loading, hook tables, before/after hooks, routers, setup()."""
 
 from __future__ import annotations
 

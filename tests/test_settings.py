@@ -1,4 +1,4 @@
-"""SPEC §1: bad configuration stops start-up with one line naming the variable."""
+"""Bad configuration stops start-up with one line naming the variable."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def test_bad_values_name_the_variable(env: dict[str, str], variable: str) -> Non
     assert message.startswith(variable) and "\n" not in message
 
 
-def test_defaults_match_the_spec() -> None:
+def test_defaults_match_the_readme() -> None:
+    """The defaults that the README's configuration table lists."""
     settings = load_settings()
     assert (settings.HOST, settings.PORT) == ("127.0.0.1", 8056)
     assert settings.DATABASE_URL == "sqlite:///./data/livebase.db"

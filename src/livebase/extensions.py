@@ -1,4 +1,4 @@
-"""Loading extensions from ``EXTENSIONS_PATH`` (SPEC §7): hooks, routers, setup().
+"""Loading extensions from ``EXTENSIONS_PATH`` (docs/extensions.md): hooks, routers, setup().
 
 Every ``*.py`` module and every package (a folder with ``__init__.py``) is
 imported at start-up, in name order. A module may define ``hook`` (a hook

@@ -1,4 +1,4 @@
-"""SPEC §3: register, login, me, refresh, logout, and every way a token is refused."""
+"""Authentication: register, login, me, refresh, logout, and every way a token is refused."""
 
 from __future__ import annotations
 

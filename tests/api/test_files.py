@@ -1,4 +1,4 @@
-"""SPEC §5 files: streamed uploads with a size limit, sniffed types, assets with Range."""
+"""Files: streamed uploads with a size limit, sniffed types, assets with Range."""
 
 from __future__ import annotations
 

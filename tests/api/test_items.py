@@ -1,4 +1,4 @@
-"""SPEC §5 items routes: list with filter/fields/sort/limit/page/offset/search, CRUD, bulk."""
+"""The items routes: list with filter/fields/sort/limit/page/offset/search, CRUD, bulk."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §5 notifications: send, list own, unread count, mark seen, delete own."""
+"""Notifications: send, list own, unread count, mark seen, delete own."""
 
 from __future__ import annotations
 

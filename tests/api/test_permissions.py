@@ -1,4 +1,4 @@
-"""SPEC §4: roles and permissions — rows, fields, $CURRENT_USER / $CURRENT_ROLE, 403s."""
+"""Roles and permissions — rows, fields, $CURRENT_USER / $CURRENT_ROLE, 403s."""
 
 from __future__ import annotations
 

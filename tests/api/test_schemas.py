@@ -1,4 +1,4 @@
-"""SPEC §2: collections defined at run time through /schemas."""
+"""Collections defined at run time through /schemas."""
 
 from __future__ import annotations
 

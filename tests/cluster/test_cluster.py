@@ -1,4 +1,4 @@
-"""Several ``livebase serve`` processes on PostgreSQL + Redis behave as one server (SPEC §8)."""
+"""Several ``livebase serve`` processes on PostgreSQL + Redis act as one (docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -177,8 +177,8 @@ async def test_schema_and_permission_changes_apply_on_every_node_at_once(three: 
 
 
 async def test_a_role_change_on_a_reaches_sockets_on_b(two: Cluster) -> None:
-    # SPEC §3/§6.3: the open socket on B is recomputed at once: it gains, then
-    # loses, the collection's events as A changes the user's role back and forth.
+    # A role change reaches open sockets at once, on every process: the socket on B
+    # gains, then loses, the collection's events as A changes the user's role back and forth.
     a, b = two.nodes
     await a.api.collection("notes", {"title": {"type": "String"}})
     await a.api.ok("POST", "/roles", 201, headers=a.api.admin, json={"name": "reader"})

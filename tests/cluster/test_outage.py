@@ -1,4 +1,4 @@
-"""Redis goes away while two processes serve clients, then comes back (SPEC §8).
+"""Redis goes away while two processes serve clients, then comes back (docs/deploy.md).
 
 The test owns its ``redis-server``: on a free port, killed and restarted by PID.
 """

@@ -1,4 +1,4 @@
-"""SPEC §6.1: handshake auth, `connected`, refusals as connect_error, anonymous sockets."""
+"""Connecting: handshake auth, `connected`, refusals as connect_error, anonymous sockets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §6.3 delivery rules 1-6, each with a test that fails if the rule breaks.
+"""The six delivery rules of docs/realtime.md, each with a test that fails if the rule breaks.
 
 Negative cases ("must NOT receive") use a sentinel broadcast sent after the
 event: a socket gets its events in order, so once it has the sentinel it

@@ -1,4 +1,4 @@
-"""SPEC §6.3: file.uploaded / file.deleted reach the uploader and readers of that file only."""
+"""file.uploaded / file.deleted reach the uploader and readers of that file only."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def test_file_events_reach_the_uploader_and_permitted_readers(live: Live) 
 
 
 async def test_file_events_are_cut_to_the_fields_each_socket_may_read(live: Live) -> None:
-    """SPEC §6.3 rule 2 for files: nobody receives a field GET /files would not return them.
+    """Delivery rule 2 for files: nobody receives a field GET /files would not return them.
 
     The uploader's sockets get, on upload, what the upload's response gave
     them (the whole record), and later what their role may read, at least the

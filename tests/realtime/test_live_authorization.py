@@ -1,4 +1,4 @@
-"""SPEC §3/§4/§6.1: logout, expiry, role and permission changes reach open sockets at once."""
+"""Logout, expiry, role and permission changes reach open sockets at once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §1/§6.1: the Socket.IO server at SOCKET_PATH, CORS, and SOCKET_ENABLED=false."""
+"""The Socket.IO server at SOCKET_PATH, CORS, and SOCKET_ENABLED=false."""
 
 from __future__ import annotations
 

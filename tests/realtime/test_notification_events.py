@@ -1,4 +1,4 @@
-"""SPEC §6.3: notification.new / .seen / .deleted reach user:{userId} and nobody else."""
+"""notification.new / .seen / .deleted reach user:{userId} and nobody else."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §6.2/§6.3 presence: opt-in room, online on the first socket, offline after the grace."""
+"""Presence: opt-in room, online on the first socket, offline after the grace."""
 
 from __future__ import annotations
 

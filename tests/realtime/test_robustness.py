@@ -1,4 +1,4 @@
-"""SPEC §6.4: malformed client messages get an error ack or are ignored.
+"""Malformed client messages get an error ack or are ignored (docs/realtime.md, Malformed input).
 
 They never crash the socket, the process, or another client's delivery. After
 each kind of abuse the test checks all three: the abusing socket still

@@ -1,4 +1,4 @@
-"""SPEC §6.2: who may join which room, the join/leave acks, and what membership delivers.
+"""Rooms (docs/realtime.md): who may join which, the join/leave acks, what membership delivers.
 
 Every refusal is checked twice: the ack says so, and the socket really is
 not in the room (an emit to it, then a sentinel, reaches nobody refused).

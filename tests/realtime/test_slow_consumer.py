@@ -1,4 +1,4 @@
-"""SPEC §6.4 (issue 3, item 9): a slow client must not hold up delivery to the others.
+"""A slow client must not hold up delivery to the others.
 
 One raw websocket client does the Engine.IO / Socket.IO handshake by hand,
 then stops reading. Its server-side queue grows past ``SOCKET_MAX_QUEUE``

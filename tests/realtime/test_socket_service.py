@@ -1,4 +1,4 @@
-"""SPEC §7 `services.socket`: the extension API, pinned, and working end to end."""
+"""`services.socket` (docs/extensions.md): the extension API, pinned, and working end to end."""
 
 from __future__ import annotations
 

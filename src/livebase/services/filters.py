@@ -1,4 +1,4 @@
-"""The filter language of SPEC §4.1: one parser, two back ends.
+"""The filter language (the ``filter`` parameter, permission conditions): one parser, two back ends.
 
 :func:`parse` turns a decoded JSON filter into a small tree of :class:`Compare`,
 :class:`And` and :class:`Or` nodes whose values already have the field's

@@ -1,4 +1,4 @@
-"""Extension hooks around item actions (SPEC §7), in the BAASIX guide's shape.
+"""Extension hooks around item actions (docs/extensions.md), in the BAASIX guide's shape.
 
 A hook table is ``{"id": ..., "events": [{"collection", "action", "handler"}]}``.
 ``items.<action>`` handlers run before the write, inside the request: they

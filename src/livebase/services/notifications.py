@@ -86,7 +86,7 @@ class NotificationService:
 
     async def own(self, who: Accountability, query: Query) -> tuple[list[Notification], int]:
         """The caller's notifications, newest first, with the query's filter and paging."""
-        # Every field of one's own notifications is readable (SPEC §4), nobody else's row.
+        # Every field of one's own notifications is readable, and no other user's row is.
         scope = Scope(fields=None, condition=filters.Compare("userId", "eq", _own(who)))
         return await listing.read_list(self._db, _collection, scope, query, _NEWEST_FIRST)
 

@@ -1,4 +1,4 @@
-"""Field kinds: everything livebase knows about each SPEC §2 field type, in one table.
+"""Field kinds: everything livebase knows about each type a schema's field may have, in one table.
 
 A kind is one :class:`FieldKind` name and one :class:`Kind` entry in
 :data:`KINDS`: its column type, how a JSON value is written to it, how a
@@ -46,7 +46,7 @@ DECIMAL_SCALE = 2
 
 
 class FieldKind(StrEnum):
-    """The SPEC §2 field types, spelled as in BAASIX schemas."""
+    """The types a collection's field may have, spelled as in BAASIX schemas."""
 
     STRING = "String"
     TEXT = "Text"
