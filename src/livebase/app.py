@@ -1,4 +1,4 @@
-"""The ASGI application: REST routes and (next) the Socket.IO server, one lifespan."""
+"""The ASGI application: REST routes and the Socket.IO server, one lifespan."""
 
 from __future__ import annotations
 
