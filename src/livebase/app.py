@@ -65,6 +65,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.services = services
             if realtime is not None:
                 await realtime.attach(services)
+            await services.start_relay()
             await start_extensions(extensions, services, realtime.socket if realtime else None)
             yield
         finally:

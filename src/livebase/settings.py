@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     SOCKET_MAX_QUEUE: int = Field(1000, gt=0)
     SOCKET_MAX_QUEUE_BYTES: int = Field(4 * 1024 * 1024, gt=0)
     SOCKET_MAX_ROOMS: int = Field(128, gt=0)
+    # Seconds the change log keeps published entries (recovery replays from it).
+    CHANGE_LOG_RETENTION: float = Field(86400, gt=0)
 
     STORAGE_PATH: Path = Path("./data/uploads")
     MAX_UPLOAD_FILE_SIZE: float = Field(50, gt=0)

@@ -13,6 +13,7 @@ from livebase.services.notifications import NotificationService
 from livebase.services.permissions import PermissionService
 from livebase.services.ratelimit import RateLimiter
 from livebase.services.registry import CollectionRegistry
+from livebase.services.relay import ChangeRelay
 from livebase.services.roles import RoleService
 from livebase.services.schemas import SchemaService
 from livebase.services.tokens import TokenCodec
@@ -39,6 +40,7 @@ class Services:
     notifications: NotificationService
     hooks: HookRegistry
     files: FileService
+    relay: ChangeRelay
     redis: RedisLink | None = None  # set when several processes share Redis
 
     async def start(self) -> None:
@@ -46,8 +48,14 @@ class Services:
         await migrate(self.db)
         await self.registry.load()
         await self.permissions.load()
+        await self.relay.capture_all()
+
+    async def start_relay(self) -> None:
+        """Publish the change log from now on (once every listener has subscribed)."""
+        await self.relay.start()
 
     async def stop(self) -> None:
+        await self.relay.stop()
         await self.hooks.close()
         await self.db.dispose()
         if self.redis is not None:
@@ -61,7 +69,8 @@ def build_services(settings: Settings, secret_key: str) -> Services:
     registry = CollectionRegistry(db)
     permissions = PermissionService(db, registry, events)
     hooks = HookRegistry()
-    items = ItemsService(db, registry, permissions, events, hooks)
+    relay = ChangeRelay(db, registry, events, settings.CHANGE_LOG_RETENTION)
+    items = ItemsService(db, registry, permissions, relay, hooks)
     items.set_rules("users", UserRules())
     url = settings.redis_url
     redis = RedisLink(url, settings.SOCKET_REDIS_KEY) if url else None
@@ -84,14 +93,15 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             # Alone on its database, this process sees every logout and user change.
             cache_sessions=redis is None,
         ),
-        notifications=NotificationService(db, permissions, events),
+        notifications=NotificationService(db, permissions, relay),
         hooks=hooks,
         files=FileService(
             db,
             LocalFileStorage(settings.STORAGE_PATH),
             permissions,
-            events,
+            relay,
             max_bytes=int(settings.MAX_UPLOAD_FILE_SIZE * 1024 * 1024),
         ),
+        relay=relay,
         redis=redis,
     )

@@ -35,6 +35,7 @@ class ChangeEvent:
     previous: dict[str, Any] | None
     user_id: str | None
     timestamp: datetime = field(default_factory=utcnow)
+    position: int | None = None  # in the change log; None before it is logged
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class NotificationChanged:
     action: Literal["new", "seen", "deleted"]
     notification: dict[str, Any]
     timestamp: datetime = field(default_factory=utcnow)
+    position: int | None = None  # in the change log
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class FileChanged:
     file: dict[str, Any]
     user_id: str | None
     timestamp: datetime = field(default_factory=utcnow)
+    position: int | None = None  # in the change log
 
 
 Event = ChangeEvent | SessionRevoked | PermissionsChanged | NotificationChanged | FileChanged

@@ -13,10 +13,10 @@ from sqlalchemy import delete, insert, select, update
 from livebase.services import filters, listing
 from livebase.services.accountability import Accountability
 from livebase.services.errors import BadRequest, Forbidden, NotFound, TooLarge, object_with
-from livebase.services.events import EventBus, FileChanged
 from livebase.services.permissions import Action as PermissionAction
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
+from livebase.services.relay import ChangeRelay
 from livebase.services.sniffing import sniff
 from livebase.services.values import coerce_value
 from livebase.storage import system
@@ -65,13 +65,13 @@ class FileService:
         db: Database,
         storage: FileStorage,
         permissions: PermissionService,
-        events: EventBus,
+        relay: ChangeRelay,
         max_bytes: int,
     ) -> None:
         self._db = db
         self._storage = storage
         self._permissions = permissions
-        self._events = events
+        self._relay = relay
         self.max_bytes = max_bytes
 
     # -- uploading --------------------------------------------------------------------
@@ -112,12 +112,12 @@ class FileService:
                 "createdAt": utcnow(),
             }
             await upload.finish()
-            async with self._db.transaction() as conn:
+            async with self._db.transaction(pending.who.user_id) as conn:
                 await conn.execute(insert(_table).values(**row))
         except BaseException:
             await upload.abort()
             raise
-        await self._events.publish(FileChanged("uploaded", row, pending.who.user_id))
+        await self._relay.flush()
         return public_file(row)
 
     # -- reading and changing -------------------------------------------------------------
@@ -184,16 +184,16 @@ class FileService:
             if not scope.field_allowed(name):
                 raise Forbidden(f"you may not change field {name!r} of files")
         if values:
-            async with self._db.transaction() as conn:
+            async with self._db.transaction(who.user_id) as conn:
                 await conn.execute(update(_table).where(_table.c.id == row["id"]).values(**values))
         return self._shown(read, {**row, **values})
 
     async def delete(self, who: Accountability, file_id: str) -> str:
         row, _, _ = await self._visible(who, file_id, "delete")
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(who.user_id) as conn:
             await conn.execute(delete(_table).where(_table.c.id == row["id"]))
         await self._storage.delete(row["storageKey"])
-        await self._events.publish(FileChanged("deleted", row, who.user_id))
+        await self._relay.flush()
         return str(row["id"])
 
     async def asset(self, who: Accountability, file_id: str) -> FileRow:

@@ -21,7 +21,7 @@ from livebase.services import filters, listing
 from livebase.services.accountability import Accountability
 from livebase.services.answers import answer
 from livebase.services.errors import BadRequest, Forbidden, NotFound, ServiceError
-from livebase.services.events import ChangeEvent, EventBus
+from livebase.services.events import ChangeEvent
 from livebase.services.hooks import HookRegistry
 from livebase.services.keys import item_key
 from livebase.services.locks import KeyedLocks
@@ -30,6 +30,7 @@ from livebase.services.permissions import Action as PermissionAction
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
 from livebase.services.registry import CollectionRegistry
+from livebase.services.relay import ChangeRelay
 from livebase.services.writer import CollectionRules, ItemWriter
 from livebase.storage.database import Database
 from livebase.storage.model import Collection
@@ -43,13 +44,13 @@ class ItemsService:
         db: Database,
         registry: CollectionRegistry,
         permissions: PermissionService,
-        events: EventBus,
+        relay: ChangeRelay,
         hooks: HookRegistry | None = None,
     ) -> None:
         self._db = db
         self._registry = registry
         self._permissions = permissions
-        self._events = events
+        self._relay = relay
         self._hooks = hooks or HookRegistry()
         self._locks = KeyedLocks()
         self._writer = ItemWriter(db, permissions)
@@ -144,7 +145,7 @@ class ItemsService:
             if alone is not None:
                 events.append(await writer.create_alone(collection, who, alone, ops[0]))
             else:
-                async with self._db.transaction() as conn:
+                async with self._db.transaction(who.user_id) as conn:
                     for index, op in enumerate(ops):
                         try:
                             events.append(await writer.apply(conn, collection, who, op))
@@ -154,7 +155,7 @@ class ItemsService:
                                 exc.args = (exc.message,)
                             raise
             # Still holding the item locks: events about one item leave in commit order.
-            await self._events.publish(*events)
+            await self._relay.flush()
             for event in events:
                 self._hooks.after(who, name, f"items.{event.action}", event.item)
         read_scope = self._permissions.scope(who, collection, "read")

@@ -10,9 +10,9 @@ from sqlalchemy import delete, func, insert, select, update
 from livebase.services import filters, listing
 from livebase.services.accountability import Accountability
 from livebase.services.errors import BadRequest, Forbidden, NotFound, Unauthorized, object_with
-from livebase.services.events import EventBus, NotificationChanged
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
+from livebase.services.relay import ChangeRelay
 from livebase.services.values import coerce_value
 from livebase.storage import system
 from livebase.storage.database import Database
@@ -37,10 +37,10 @@ def _own(who: Accountability) -> str:
 
 
 class NotificationService:
-    def __init__(self, db: Database, permissions: PermissionService, events: EventBus) -> None:
+    def __init__(self, db: Database, permissions: PermissionService, relay: ChangeRelay) -> None:
         self._db = db
         self._permissions = permissions
-        self._events = events
+        self._relay = relay
 
     async def send(self, who: Accountability, body: object) -> list[Notification]:
         """One notification per user in ``userIds``, all in one transaction."""
@@ -55,7 +55,7 @@ class NotificationService:
              "createdAt": now, **values}
             for user_id in recipients
         ]  # fmt: skip
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(who.user_id) as conn:
             known = set(
                 await conn.scalars(
                     select(system.users.c.id).where(system.users.c.id.in_(recipients))
@@ -65,7 +65,7 @@ class NotificationService:
             if unknown:
                 raise BadRequest(f"unknown user ids: {_some(unknown)}", "UNKNOWN_USERS")
             await conn.execute(insert(_table), rows)
-        await self._events.publish(*(NotificationChanged("new", row) for row in rows))
+        await self._relay.flush()
         return rows
 
     def _text(self, body: dict[str, Any], name: str) -> str | None:
@@ -102,7 +102,7 @@ class NotificationService:
         body = object_with(body if body is not None else {}, {"notificationIds"}, "body")
         ids = body.get("notificationIds")
         mine = (_table.c.userId == owner) & _table.c.seen.is_(False)
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(who.user_id) as conn:
             if ids is not None:
                 wanted = self._ids(ids)
                 await self._require_own(conn, owner, wanted)
@@ -113,19 +113,19 @@ class NotificationService:
                     update(_table).where(_table.c.id.in_([r["id"] for r in rows])).values(seen=True)
                 )
         changed = [{**row, "seen": True} for row in rows]
-        await self._events.publish(*(NotificationChanged("seen", row) for row in changed))
+        await self._relay.flush()
         return changed
 
     async def delete(self, who: Accountability, notification_id: str) -> str:
         owner = _own(who)
         (key,) = self._ids([notification_id], not_found=True)
-        async with self._db.transaction() as conn:
+        async with self._db.transaction(who.user_id) as conn:
             query = select(_table).where(_table.c.id == key, _table.c.userId == owner)
             row = (await conn.execute(query)).mappings().first()
             if row is None:
                 raise NotFound(f"notification {notification_id!r} not found")
             await conn.execute(delete(_table).where(_table.c.id == key))
-        await self._events.publish(NotificationChanged("deleted", dict(row)))
+        await self._relay.flush()
         return key
 
     def _ids(self, raw: object, not_found: bool = False) -> list[str]:

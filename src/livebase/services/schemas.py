@@ -15,7 +15,7 @@ from livebase.services.events import ChangeEvent, EventBus, PermissionsChanged
 from livebase.services.names import check_new_collection_name
 from livebase.services.permissions import PermissionService
 from livebase.services.registry import CollectionRegistry, make_collection
-from livebase.storage import system, tables
+from livebase.storage import capture, system, tables
 from livebase.storage.database import Database
 from livebase.storage.model import Collection, FieldSpec
 from livebase.storage.types import utcnow
@@ -74,6 +74,7 @@ class SchemaService:
         try:
             async with self._db.transaction() as conn:
                 await tables.create_table(conn, collection.table)
+                await capture.capture(conn, collection)
                 await conn.execute(
                     insert(system.schemas).values(
                         collectionName=name,
@@ -122,7 +123,10 @@ class SchemaService:
         check_written(definition, changes, current.fields)
         updated = make_collection(name, definition)
         async with self._db.transaction() as conn:
+            # SQLite refuses to drop or retype a column its triggers name.
+            await capture.release(conn, current)
             await self._alter(conn, current, definition, updated)
+            await capture.capture(conn, updated)
             await conn.execute(
                 update(system.schemas)
                 .where(system.schemas.c.collectionName == name)

@@ -17,7 +17,7 @@ from livebase.services.errors import BadRequest, Conflict, ValidationFailed
 from livebase.services.events import Action
 from livebase.services.passwords import hash_password
 from livebase.storage import system
-from livebase.storage.database import Database
+from livebase.storage.database import AdvisoryLock, Database
 from livebase.storage.types import utcnow
 
 STATUSES = ("active", "suspended")
@@ -153,7 +153,7 @@ class AdminBootstrap:
     created: bool
 
 
-ADMIN_BOOTSTRAP_LOCK = 734113
+ADMIN_BOOTSTRAP_LOCK = AdvisoryLock.ADMIN_BOOTSTRAP
 
 
 async def ensure_admin(db: Database, email: str, password: str | None) -> AdminBootstrap:

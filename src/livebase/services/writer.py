@@ -79,7 +79,7 @@ class ItemWriter:
         assert op.data is not None
         values = row_values(collection, scope, op.data, who, creating=True)
         try:
-            item = await self._db.insert_one(collection.table, values)
+            item = await self._db.insert_one(collection.table, values, who.user_id)
         except IntegrityError:
             raise _taken(collection) from None
         key = item[collection.primary_key]

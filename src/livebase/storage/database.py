@@ -8,10 +8,11 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Insert, Table, event, insert
+from sqlalchemy import Insert, Table, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
@@ -24,6 +25,20 @@ _log = logging.getLogger("livebase.storage")
 
 # Prepared inserts per (table, column keys); tables are replaced on schema changes.
 _PREPARED_INSERTS = 1_000
+
+# Who acts, for the change log's triggers (storage/capture.py).
+_SQLITE_ACTOR = text("UPDATE livebase_actor SET user_id = :actor WHERE slot = 1")
+_POSTGRES_ACTOR = text("SELECT set_config('livebase.user_id', :actor, true)")
+
+
+class AdvisoryLock(IntEnum):
+    """PostgreSQL advisory lock keys (per database), one place so none is taken twice."""
+
+    MIGRATION = 734112  # system migrations at start-up
+    ADMIN_BOOTSTRAP = 734113  # creating the first administrator
+    CHANGE_LOG_POSITIONS = 734114  # handing out change log positions at commit
+    CHANGE_LOG_RELAY = 734115  # held by the one process publishing the change log
+
 
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 
@@ -136,18 +151,30 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed when the block ends, rolled back on error."""
+    async def transaction(self, actor: str | None = None) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back on error.
+
+        ``actor``: the user the change log's entries of this transaction name
+        (``storage/capture.py`` says how the triggers learn it).
+        """
         if self.is_sqlite:
             async with self._write_lock:
                 conn = await self._writer()
                 async with conn.begin():
+                    if actor is not None:
+                        await conn.execute(_SQLITE_ACTOR, {"actor": actor})
                     yield conn
+                    if actor is not None:
+                        await conn.execute(_SQLITE_ACTOR, {"actor": None})
         else:
             async with self.engine.begin() as conn:
+                if actor is not None:
+                    await conn.execute(_POSTGRES_ACTOR, {"actor": actor})
                 yield conn
 
-    async def insert_one(self, table: Table, values: dict[str, Any]) -> dict[str, Any]:
+    async def insert_one(
+        self, table: Table, values: dict[str, Any], actor: str | None = None
+    ) -> dict[str, Any]:
         """Insert one row in a transaction of its own; the row as stored (RETURNING).
 
         On SQLite, in one trip to the SQLite thread, or with ``loop_writes``
@@ -157,19 +184,19 @@ class Database:
         Needs :attr:`returning`.
         """
         if not self.is_sqlite:
-            async with self.transaction() as conn:
+            async with self.transaction(actor) as conn:
                 result = await conn.execute(returning_insert(table), values)
                 return dict(result.mappings().one())
         prepared = self._inserts.get_or_make((table, tuple(values)), self._prepare_insert)
         parameters = prepared.parameters(values)
         async with self._write_lock:
             writer = self._open_loop_writer()
-            row = writer.try_insert(prepared, parameters) if writer is not None else None
+            row = writer.try_insert(prepared, parameters, actor) if writer is not None else None
             if row is None:
                 conn = await self._writer()
                 # Connected and valid (see _writer): no I/O behind this property.
                 fairy = conn.sync_connection.connection  # type: ignore[union-attr]
-                row = await insert_in_thread(fairy.dbapi_connection, prepared, parameters)
+                row = await insert_in_thread(fairy.dbapi_connection, prepared, parameters, actor)
         if writer is not None and writer.checkpoint_due():
             self._checkpoint_soon()
         return prepared.item(row)

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from livebase.storage import system
-from livebase.storage.database import Database
+from livebase.storage import capture, changelog, system
+from livebase.storage.database import AdvisoryLock, Database
 from livebase.storage.types import utcnow
 
 _log = logging.getLogger("livebase.migrations")
@@ -41,11 +41,16 @@ def _builtin_role_id(name: str) -> str:
     return f"00000000-0000-4000-8000-{numbers[name]:012d}"
 
 
+async def _v2_change_log(conn: AsyncConnection) -> None:
+    await changelog.create_tables(conn)
+    await capture.install(conn)
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
-MIGRATIONS: list[Migration] = [_v1_system_tables]
+MIGRATIONS: list[Migration] = [_v1_system_tables, _v2_change_log]
 
 
-MIGRATION_LOCK = 734112
+MIGRATION_LOCK = AdvisoryLock.MIGRATION
 
 
 async def migrate(db: Database) -> int:

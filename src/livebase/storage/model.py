@@ -27,6 +27,9 @@ class FieldSpec:
     primary_key: bool = False
     managed: bool = False  # written by the server only (timestamps, accountability)
     hidden: bool = False  # never leaves the server (password hashes)
+    # Bookkeeping whose change alone is no event (a user's last login): an
+    # update that changes only quiet and hidden fields is not logged.
+    quiet: bool = False
 
     @property
     def auto_increment(self) -> bool:

@@ -116,12 +116,14 @@ class LoopWriter:
             connection.close()
         return None
 
-    def try_insert(self, prepared: InsertOne, parameters: list[Any]) -> Any | None:
+    def try_insert(
+        self, prepared: InsertOne, parameters: list[Any], actor: str | None = None
+    ) -> Any | None:
         """The inserted row, committed; None if the thread should do it instead."""
         if _text_bytes(parameters) > LOOP_MAX_BYTES:
             return None
         try:
-            row = _insert_committed(self._connection, prepared.sql, parameters)
+            row = _insert_committed(self._connection, prepared.sql, parameters, actor)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == _SQLITE_BUSY:  # another process writes
                 return None
@@ -143,7 +145,7 @@ class LoopWriter:
 
 
 async def insert_in_thread(
-    dbapi_connection: Any, prepared: InsertOne, parameters: list[Any]
+    dbapi_connection: Any, prepared: InsertOne, parameters: list[Any], actor: str | None = None
 ) -> Any:
     """The same insert and commit in one trip to a pooled connection's aiosqlite thread.
 
@@ -154,19 +156,32 @@ async def insert_in_thread(
     try:
         async with dbapi_connection._execute_mutex:
             return await connection._execute(  # type: ignore[no-untyped-call]
-                _insert_committed, connection._conn, prepared.sql, parameters
+                _insert_committed, connection._conn, prepared.sql, parameters, actor
             )
     except sqlite3.Error as exc:
         raise prepared.error(exc, parameters) from exc
 
 
-def _insert_committed(conn: sqlite3.Connection, sql: str, parameters: list[Any]) -> Any:
-    """INSERT … RETURNING one row, then COMMIT; or roll back."""
+_ACTOR = "UPDATE livebase_actor SET user_id = ? WHERE slot = 1"
+
+
+def _insert_committed(
+    conn: sqlite3.Connection, sql: str, parameters: list[Any], actor: str | None
+) -> Any:
+    """INSERT … RETURNING one row, then COMMIT; or roll back.
+
+    ``actor``: the user its change log entry names, set for the transaction
+    only (``storage/capture.py``).
+    """
     cursor = conn.cursor()
     try:
-        cursor.execute(sql, parameters)  # sqlite3 opens the transaction, as for SQLAlchemy
+        if actor is not None:
+            cursor.execute(_ACTOR, (actor,))  # sqlite3 opens the transaction, as for SQLAlchemy
+        cursor.execute(sql, parameters)
         row = cursor.fetchone()
         cursor.fetchall()  # step the statement to its end: COMMIT refuses a running one
+        if actor is not None:
+            cursor.execute(_ACTOR, (None,))
         conn.commit()
         return row
     except BaseException:

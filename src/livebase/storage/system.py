@@ -42,7 +42,7 @@ _SYSTEM_FIELDS: dict[str, list[FieldSpec]] = {
         _f("lastName", K.STRING),
         _f("role", K.STRING, length=100, allow_null=False),
         _f("status", K.STRING, length=20, allow_null=False, default="active"),
-        _f("lastAccess", K.DATETIME, managed=True),
+        _f("lastAccess", K.DATETIME, managed=True, quiet=True),
         _created(),
         _updated(),
     ],

@@ -1,0 +1,249 @@
+"""The change log: one entry per changed row, written by the database itself.
+
+Row triggers on every logged table (:mod:`capture` generates them) insert
+an entry in the same transaction as the change, whoever writes: livebase,
+``psql``, ``sqlite3``, a migration or another service. An entry holds the
+collection, the item's key, the action, the state after and before (as
+JSON), who acted when livebase wrote it, and when.
+
+**Positions** are the order in which entries are published, and clients
+see them as offsets: commit order, so that a reader that has seen position
+*p* will never see a smaller one appear. On SQLite writes are serialised, so
+the row id (``AUTOINCREMENT``: never reused) is commit order already. On
+PostgreSQL ids come from a sequence before commit, so a later id may commit
+first; there a deferred trigger gives each entry its position at commit,
+from a second sequence, under a transaction-scoped advisory lock: the lock
+is released only once the transaction is visible as committed, so positions
+are handed out in commit order. It orders only the commits of transactions
+that changed logged rows, and only for the moment of their commit.
+
+**The relay's cursor** (``published``) is the last position published, kept
+in ``livebase_relay``; entries after it are published at start-up, so an
+entry committed just before a crash is still published.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from livebase import encoding
+from livebase.storage.database import AdvisoryLock, Database
+from livebase.storage.kinds import DECIMAL_SCALE, FieldKind, parse_datetime
+from livebase.storage.model import Collection, FieldSpec
+from livebase.storage.types import UTCDateTime
+
+ACTIONS = ("create", "update", "delete")
+BATCH = 500  # entries read at a time
+_CHANGED_AT = UTCDateTime()
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One logged change, as stored (states are the JSON the trigger wrote)."""
+
+    position: int
+    collection: str
+    key: str
+    action: str
+    new: dict[str, Any] | None
+    old: dict[str, Any] | None
+    user_id: str | None
+    changed_at: datetime
+
+
+_SQLITE_TABLES = (
+    """CREATE TABLE IF NOT EXISTS livebase_changes (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        collection TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        action TEXT NOT NULL,
+        new_state TEXT,
+        old_state TEXT,
+        user_id TEXT,
+        changed_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS livebase_changes_changed_at ON livebase_changes (changed_at)",
+    # Who acts in livebase's current write transaction: set at its start and
+    # cleared before its commit, so the committed value is always NULL and
+    # other writers' entries say nobody.
+    """CREATE TABLE IF NOT EXISTS livebase_actor (
+        slot INTEGER PRIMARY KEY CHECK (slot = 1),
+        user_id TEXT
+    )""",
+    "INSERT OR IGNORE INTO livebase_actor (slot, user_id) VALUES (1, NULL)",
+    """CREATE TABLE IF NOT EXISTS livebase_relay (
+        slot INTEGER PRIMARY KEY CHECK (slot = 1),
+        published INTEGER NOT NULL
+    )""",
+    "INSERT OR IGNORE INTO livebase_relay (slot, published) VALUES (1, 0)",
+)
+
+POSITION_LOCK = int(AdvisoryLock.CHANGE_LOG_POSITIONS)
+
+_POSTGRES_TABLES = (
+    """CREATE TABLE IF NOT EXISTS livebase_changes (
+        id BIGSERIAL PRIMARY KEY,
+        position BIGINT UNIQUE,
+        collection TEXT NOT NULL,
+        item_key TEXT NOT NULL,
+        action TEXT NOT NULL,
+        new_state JSONB,
+        old_state JSONB,
+        user_id TEXT,
+        changed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+    )""",
+    "CREATE INDEX IF NOT EXISTS livebase_changes_changed_at ON livebase_changes (changed_at)",
+    "CREATE SEQUENCE IF NOT EXISTS livebase_positions",
+    f"""CREATE OR REPLACE FUNCTION livebase_position_change() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock({POSITION_LOCK});
+        UPDATE livebase_changes SET position = nextval('livebase_positions') WHERE id = NEW.id;
+        RETURN NULL;
+    END
+    $$""",
+    "DROP TRIGGER IF EXISTS livebase_position ON livebase_changes",
+    """CREATE CONSTRAINT TRIGGER livebase_position AFTER INSERT ON livebase_changes
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION livebase_position_change()""",
+    """CREATE TABLE IF NOT EXISTS livebase_relay (
+        slot INTEGER PRIMARY KEY CHECK (slot = 1),
+        published BIGINT NOT NULL
+    )""",
+    """INSERT INTO livebase_relay (slot, published) VALUES (1, 0)
+        ON CONFLICT (slot) DO NOTHING""",
+)
+
+
+async def create_tables(conn: AsyncConnection) -> None:
+    """The change log's tables (a system migration step)."""
+    statements = _SQLITE_TABLES if conn.dialect.name == "sqlite" else _POSTGRES_TABLES
+    for statement in statements:
+        await conn.exec_driver_sql(statement)
+
+
+_READ = {
+    "sqlite": """SELECT position, collection, item_key, action, new_state, old_state,
+        user_id, changed_at FROM livebase_changes
+        WHERE position > :after ORDER BY position LIMIT :limit""",
+    "postgresql": """SELECT position, collection, item_key, action, new_state::text,
+        old_state::text, user_id, changed_at FROM livebase_changes
+        WHERE position > :after ORDER BY position LIMIT :limit""",
+}
+
+
+class ChangeLog:
+    """Reading the log in position order, and the relay's cursor."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def published(self) -> int:
+        """The last position the relay published (its cursor)."""
+        async with self._db.connect() as conn:
+            value = await conn.scalar(text("SELECT published FROM livebase_relay WHERE slot = 1"))
+        return int(value or 0)
+
+    async def save_published(self, position: int) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                text("UPDATE livebase_relay SET published = :p WHERE slot = 1 AND published < :p"),
+                {"p": position},
+            )
+
+    async def after(self, position: int, limit: int = BATCH) -> list[Entry]:
+        """The positioned entries after ``position``, in order, at most ``limit``."""
+        async with self._db.connect() as conn:
+            result = await conn.execute(
+                text(_READ[self._db.dialect]), {"after": position, "limit": limit}
+            )
+            rows = result.all()
+        return [_entry(row) for row in rows]
+
+    async def last_position(self) -> int:
+        async with self._db.connect() as conn:
+            value = await conn.scalar(text("SELECT max(position) FROM livebase_changes"))
+        return int(value or 0)
+
+    async def prune(self, before: datetime, published: int, limit: int = 1000) -> int:
+        """Delete up to ``limit`` published entries older than ``before``; how many went."""
+        stored = _CHANGED_AT.process_bind_param(before, self._db.engine.dialect)
+        async with self._db.transaction() as conn:
+            result = await conn.execute(
+                text(
+                    """DELETE FROM livebase_changes WHERE position IN (
+                        SELECT position FROM livebase_changes
+                        WHERE position <= :published AND changed_at < :before
+                        ORDER BY position LIMIT :limit)"""
+                ),
+                {"published": published, "before": stored, "limit": limit},
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def size(self) -> int:
+        async with self._db.connect() as conn:
+            value = await conn.scalar(text("SELECT count(*) FROM livebase_changes"))
+        return int(value or 0)
+
+
+def _entry(row: Any) -> Entry:
+    position, collection, key, action, new, old, user_id, changed_at = row
+    if isinstance(changed_at, str):  # SQLite: the trigger's text, in UTC
+        changed_at = parse_datetime(changed_at)
+    return Entry(
+        position=int(position),
+        collection=collection,
+        key=str(key),
+        action=action,
+        new=encoding.loads(new) if new is not None else None,
+        old=encoding.loads(old) if old is not None else None,
+        user_id=user_id,
+        changed_at=changed_at.astimezone(UTC),
+    )
+
+
+# -- logged states back to the values a read returns -------------------------------------
+
+
+def restore(collection: Collection, state: dict[str, Any]) -> dict[str, Any]:
+    """A logged state as the item a read of the row would have returned (hidden
+    fields aside): the trigger's JSON turned back into each field kind's type."""
+    item = {}
+    for spec in collection.fields.values():
+        if spec.hidden:
+            continue
+        value = state.get(spec.name)
+        item[spec.name] = None if value is None else _restorers[spec.kind](value, spec)
+    return item
+
+
+def _as_is(value: Any, spec: FieldSpec) -> Any:
+    return value
+
+
+def _decimal(value: Any, spec: FieldSpec) -> Decimal:
+    # As SQLAlchemy reads a Numeric from SQLite (a float, formatted to the scale);
+    # exact on PostgreSQL too within the 15 digits decimals keep (docs/decisions.md).
+    scale = spec.scale if spec.scale is not None else DECIMAL_SCALE
+    return Decimal(f"{float(value):.{scale}f}")
+
+
+_restorers: dict[FieldKind, Callable[[Any, FieldSpec], Any]] = {
+    FieldKind.STRING: _as_is,
+    FieldKind.TEXT: _as_is,
+    FieldKind.UUID: _as_is,
+    FieldKind.INTEGER: _as_is,
+    FieldKind.BIGINT: _as_is,
+    FieldKind.JSON: _as_is,
+    FieldKind.DOUBLE: lambda value, spec: float(value),
+    FieldKind.DECIMAL: _decimal,
+    FieldKind.BOOLEAN: lambda value, spec: bool(value),
+    FieldKind.DATE: lambda value, spec: date.fromisoformat(value),
+    FieldKind.DATETIME: lambda value, spec: parse_datetime(value),
+}
