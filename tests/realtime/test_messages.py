@@ -16,7 +16,13 @@ from livebase.realtime import messages
 from livebase.realtime.cluster import Manager
 from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.realtime.pubsub.memory import Hub, MemoryPubSub
-from livebase.services.events import ChangeEvent, FileChanged, PermissionsChanged, SessionRevoked
+from livebase.services.events import (
+    ChangeEvent,
+    FileChanged,
+    NotificationChanged,
+    PermissionsChanged,
+    SessionRevoked,
+)
 
 WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CHANGE = ChangeEvent(
@@ -24,11 +30,13 @@ CHANGE = ChangeEvent(
     action="update",
     key=7,
     item={"id": 7, "title": "t"},
-    previous=None,
+    previous={"id": 7, "title": "s"},
     user_id="u1",
     timestamp=WHEN,
+    position=41,
 )
-FILE = FileChanged(action="uploaded", file={"id": "f1", "size": 3}, user_id="u1", timestamp=WHEN)
+FILE = FileChanged("uploaded", {"id": "f1", "size": 3}, user_id="u1", timestamp=WHEN, position=42)
+NOTE = NotificationChanged("seen", {"id": "n1", "userId": "u2", "seen": True}, WHEN, position=43)
 REVOKED = SessionRevoked(session_id="s1", user_id="u1")
 PERMISSIONS = PermissionsChanged(role="editor")
 ROOM = ToRoom("team:red", "news", {"n": 1})
@@ -45,6 +53,7 @@ class NoCollections:
 EVERY_MESSAGE = {
     messages.CHANGE: messages.change(CHANGE),
     messages.FILE: messages.file(FILE),
+    messages.NOTIFICATION: messages.notification(NOTE),
     messages.ROOM: messages.room(ROOM),
     messages.EVERYONE: messages.everyone(EVERYONE),
     messages.REVOKE: messages.revoke(REVOKED),
@@ -79,6 +88,7 @@ def test_events_come_back_as_they_left() -> None:
 
     assert messages.change_event(through(messages.change(CHANGE)), registry) == CHANGE
     assert messages.file_event(through(messages.file(FILE)), registry) == FILE
+    assert messages.notification_event(through(messages.notification(NOTE))) == NOTE
     assert messages.revoke_event(through(messages.revoke(REVOKED))) == REVOKED
     assert messages.permissions_event(through(messages.permissions(PERMISSIONS))) == PERMISSIONS
     assert messages.room_emit(through(messages.room(ROOM))) == ROOM

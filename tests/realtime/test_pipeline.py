@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, get_args
 
@@ -172,6 +173,27 @@ async def test_a_notification_reaches_its_owner_room_on_every_process(
     await pipeline_a.publish(EVENTS["notification"])
     await settle()
     assert here.calls == there.calls == [("room", "user:u2", "notification.new")]
+
+
+async def test_an_event_of_a_change_log_position_already_handled_is_dropped(
+    processes: tuple[Node, Node],
+) -> None:
+    (pipeline_a, manager_a, here), (pipeline_b, manager_b, there) = processes
+    await manager_a.want(["posts"])
+    await manager_b.want(["posts"])
+    first, second = (replace(change("posts", key), position=p) for key, p in ((1, 5), (2, 6)))
+    await pipeline_a.publish(first)
+    await pipeline_a.publish(second)
+    await pipeline_a.publish(first)  # published again, as after a relay's crash
+    await settle()
+    # Another process taking over publishing starts again from an older position.
+    await pipeline_b.publish(first)
+    await pipeline_b.publish(second)
+    await pipeline_b.publish(replace(change("posts", 3), position=7))
+    await settle()
+    items = [call for call in here.calls if call[0] == "item"]
+    assert items == [("item", "posts", 1), ("item", "posts", 2), ("item", "posts", 3)]
+    assert [call for call in there.calls if call[0] == "item"] == items
 
 
 async def test_an_item_change_goes_only_to_processes_listening_to_its_collection(

@@ -61,8 +61,9 @@ def event_kinds(
         EventKind(
             NotificationChanged,
             lambda event: to_room(notification_emit(event)),
-            # Crosses as the room emit it is; arrives as one.
-            encode=lambda event: messages.room(notification_emit(event)),
+            encode=messages.notification,
+            message=messages.NOTIFICATION,
+            decode=messages.notification_event,
         ),
         EventKind(
             ToRoom, to_room, encode=messages.room, message=messages.ROOM, decode=messages.room_emit

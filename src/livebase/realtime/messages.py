@@ -24,20 +24,27 @@ from typing import Any
 from livebase import encoding
 from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.services.errors import ServiceError
-from livebase.services.events import ChangeEvent, FileChanged, PermissionsChanged, SessionRevoked
+from livebase.services.events import (
+    ChangeEvent,
+    FileChanged,
+    NotificationChanged,
+    PermissionsChanged,
+    SessionRevoked,
+)
 from livebase.services.registry import CollectionRegistry
 from livebase.services.values import coerce_value
 from livebase.storage.kinds import KINDS, FieldKind
 
 # Bump on any change to the shape of any message below. Messages from before
 # versions existed carry no "v" and count as version 1.
-VERSION = 2
+VERSION = 3
 
 Message = dict[str, Any]
 
 # The livebase events, handled by the realtime server.
 CHANGE = "change"  # an item changed (ChangeEvent)
 FILE = "file"  # a file was uploaded, changed or deleted (FileChanged)
+NOTIFICATION = "notification"  # a notification was sent, seen or deleted (NotificationChanged)
 ROOM = "room"  # an event for the sockets of one room (services.socket, presence, notifications)
 EVERYONE = "everyone"  # an event for every socket (services.socket.broadcast)
 REVOKE = "revoke"  # a session ended: its sockets go (SessionRevoked)
@@ -90,27 +97,35 @@ def change(event: ChangeEvent) -> Message:
         action=event.action,
         key=event.key,
         item=event.item,
+        previous=event.previous,
         user=event.user_id,
         timestamp=event.timestamp,
+        position=event.position,
     )
 
 
 def change_event(message: Message, registry: CollectionRegistry) -> ChangeEvent:
-    collection = message["collection"]
+    collection, previous = message["collection"], message["previous"]
     return ChangeEvent(
         collection=collection,
         action=message["action"],
         key=message["key"],
         item=_retyped(registry, collection, message["item"]),
-        previous=None,
+        previous=_retyped(registry, collection, previous) if previous is not None else None,
         user_id=message["user"],
         timestamp=_datetime(message["timestamp"]),
+        position=message["position"],
     )
 
 
 def file(event: FileChanged) -> Message:
     return _message(
-        FILE, action=event.action, file=event.file, user=event.user_id, timestamp=event.timestamp
+        FILE,
+        action=event.action,
+        file=event.file,
+        user=event.user_id,
+        timestamp=event.timestamp,
+        position=event.position,
     )
 
 
@@ -120,6 +135,26 @@ def file_event(message: Message, registry: CollectionRegistry) -> FileChanged:
         file=_retyped(registry, "files", message["file"]),
         user_id=message["user"],
         timestamp=_datetime(message["timestamp"]),
+        position=message["position"],
+    )
+
+
+def notification(event: NotificationChanged) -> Message:
+    return _message(
+        NOTIFICATION,
+        action=event.action,
+        notification=event.notification,
+        timestamp=event.timestamp,
+        position=event.position,
+    )
+
+
+def notification_event(message: Message) -> NotificationChanged:
+    return NotificationChanged(
+        action=message["action"],
+        notification=message["notification"],
+        timestamp=_datetime(message["timestamp"]),
+        position=message["position"],
     )
 
 

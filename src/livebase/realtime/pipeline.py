@@ -51,8 +51,7 @@ class EventKind(Generic[E]):
     handle: Callable[[E], Awaitable[None] | None]
     # How it crosses to the other processes; None: it stays where it happened.
     encode: Callable[[E], Message] | None = None
-    # The message type it is read back from; None: it arrives as another kind
-    # (a notification arrives as the room emit it became).
+    # The message type it is read back from; None: it never arrives as itself.
     message: str | None = None
     decode: Callable[[Message], E] | None = None
     spread: Callable[[E], Spread] = _everywhere
@@ -63,6 +62,7 @@ class EventKind(Generic[E]):
 class Pipeline:
     def __init__(self, kinds: Iterable[EventKind[Any]], manager: Manager) -> None:
         self._manager = manager
+        self._position = 0  # the last change log position handled here
         self._by_type: dict[type, EventKind[Any]] = {}
         self._by_message: dict[str, EventKind[Any]] = {}
         for kind in kinds:
@@ -72,6 +72,8 @@ class Pipeline:
 
     async def publish(self, event: Any) -> None:
         """An event of this process: handle it here, then tell the other processes."""
+        if self._seen(event):
+            return
         kind = self._by_type[type(event)]
         handled = kind.handle(event)
         if handled is not None:
@@ -103,8 +105,25 @@ class Pipeline:
             _log.warning("ignored a cluster message of unknown type %r", message["type"])
             return
         event = kind.decode(message)
+        if self._seen(event):
+            return
         if kind.on_arrival is not None:
             await kind.on_arrival(event)
         handled = kind.handle(event)
         if handled is not None:
             await handled
+
+    def _seen(self, event: Any) -> bool:
+        """Whether ``event`` comes from a change log position already handled here.
+
+        The relay publishes positions in order, once; after a crash, or when
+        another process takes over publishing, the entries of the last moment
+        may come again (services/relay.py), and are dropped here.
+        """
+        position = getattr(event, "position", None)
+        if position is None:
+            return False
+        if position <= self._position:
+            return True
+        self._position = position
+        return False
