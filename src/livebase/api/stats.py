@@ -16,9 +16,15 @@ router = APIRouter(tags=["realtime"])
 async def realtime_stats(request: Request, who: Who, services: ServicesDep) -> ORJSONResponse:
     require_admin(who)
     realtime = request.app.state.realtime
+    change_log = await services.relay.status()
     if realtime is None:
-        return ORJSONResponse({"data": {"enabled": False}})
-    body = {"enabled": True, **realtime.stats(), "redis": await redis_status(services)}
+        return ORJSONResponse({"data": {"enabled": False, "changeLog": change_log}})
+    body = {
+        "enabled": True,
+        **realtime.stats(),
+        "redis": await redis_status(services),
+        "changeLog": change_log,
+    }
     cluster = await realtime.cluster_stats()
     if cluster is not None:
         body["cluster"] = cluster

@@ -177,6 +177,19 @@ class ChangeRelay:
             position=position,
         )
 
+    async def status(self) -> dict[str, Any]:
+        """The log's size and how far behind publishing is (``/stats/realtime``)."""
+        last = await self.log.last_position()
+        published = self.published if self.leading else await self.log.published()
+        return {
+            "entries": await self.log.size(),
+            "lastPosition": last,
+            "published": published,
+            "behind": max(0, last - published),
+            "publishingHere": self.leading,
+            "retentionSeconds": self._retention,
+        }
+
     # -- the cursor ------------------------------------------------------------------------
 
     async def _save_later(self) -> None:
