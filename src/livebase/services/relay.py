@@ -127,7 +127,14 @@ class ChangeRelay:
             if self._covered >= ticket:
                 return
             covering = self._requested
-            await self._drain()
+            try:
+                await self._drain()
+            except Exception:
+                # The write committed: its caller must not fail; the next pass
+                # (at most POLL seconds away) publishes from where this one stopped.
+                _log.exception("the change log relay failed a pass; it tries again")
+                self._wake.set()
+                return
             self._covered = covering
         if self.published > self._saved and (self._saver is None or self._saver.done()):
             self._saver = asyncio.create_task(self._save_later(), name="livebase-relay-save")
@@ -136,7 +143,13 @@ class ChangeRelay:
         while True:
             entries = await self.log.after(self.published)
             for entry in entries:
-                event = self.event(entry)
+                try:
+                    event = self.event(entry)
+                except Exception:
+                    # An outside writer's value livebase cannot read (text in an
+                    # Integer column on SQLite, say) must not stop the log.
+                    _log.exception("change log entry %d could not be read; skipped", entry.position)
+                    event = None
                 if event is not None:
                     await self._events.publish(event)
                 self.published = entry.position
@@ -214,12 +227,13 @@ class ChangeRelay:
                     await self._wake.wait()
             self._wake.clear()
             try:
+                if self._leader is not None:
+                    await self._check_lead()
                 if not self.leading:
                     await self._try_to_lead()
                 await self.flush()
             except Exception:
-                _log.exception("the change log relay failed a pass; it tries again")
-                await self._lost_lead()
+                _log.exception("the change log relay could not take the lead; it tries again")
         self._started = False
 
     async def _try_to_lead(self) -> None:
@@ -239,6 +253,15 @@ class ChangeRelay:
         self._leader = raw
         self.published = self._saved = await self.log.published()
         _log.info("this process now publishes the change log")
+
+    async def _check_lead(self) -> None:
+        """Give the lead up if its connection died (PostgreSQL has freed the lock then)."""
+        try:
+            async with asyncio.timeout(POLL * 4):
+                await self._leader.driver_connection.fetchval("SELECT 1")
+        except Exception:
+            _log.warning("lost the connection that holds the change log's lead")
+            await self._lost_lead()
 
     def _notified(self, *args: Any) -> None:
         self._wake.set()
