@@ -110,6 +110,7 @@ class ChangeRelay:
             with contextlib.suppress(Exception):
                 await self._save()
         await self._lost_lead()
+        self.log.close()
         self._started = False
 
     # -- publishing ----------------------------------------------------------------------
@@ -251,13 +252,15 @@ class ChangeRelay:
             raw.invalidate()
             raise
         self._leader = raw
+        self.log.postgres = connection
         self.published = self._saved = await self.log.published()
         _log.info("this process now publishes the change log")
 
     async def _check_lead(self) -> None:
         """Give the lead up if its connection died (PostgreSQL has freed the lock then)."""
         try:
-            async with asyncio.timeout(POLL * 4):
+            # Under the drain's lock: an asyncpg connection runs one query at a time.
+            async with self._lock, asyncio.timeout(POLL * 4):
                 await self._leader.driver_connection.fetchval("SELECT 1")
         except Exception:
             _log.warning("lost the connection that holds the change log's lead")
@@ -271,6 +274,7 @@ class ChangeRelay:
         if self._leader is None:
             return
         leader, self._leader = self._leader, None
+        self.log.postgres = None
         with contextlib.suppress(Exception):
             leader.invalidate()
 

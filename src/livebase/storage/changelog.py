@@ -24,10 +24,14 @@ entry committed just before a crash is still published.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -136,13 +140,30 @@ _READ = {
         old_state::text, user_id, changed_at FROM livebase_changes
         WHERE position > :after ORDER BY position LIMIT :limit""",
 }
+# The same reads for the drivers themselves (sqlite3's ? and asyncpg's $n parameters).
+_SQLITE_READ = _READ["sqlite"].replace(":after", "?").replace(":limit", "?")
+_POSTGRES_READ = _READ["postgresql"].replace(":after", "$1").replace(":limit", "$2")
 
 
 class ChangeLog:
-    """Reading the log in position order, and the relay's cursor."""
+    """Reading the log in position order, and the relay's cursor.
+
+    The relay reads after every write, so :meth:`after` skips SQLAlchemy (a
+    checkout, a statement and a rollback cost ~0.6 ms of CPU, twice a lone
+    create's): on SQLite a connection of its own in one thread of its own,
+    one trip per read; on PostgreSQL the relay's own connection (``postgres``,
+    set while it leads).
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.postgres: Any = None  # an asyncpg connection, while the relay leads
+        path = db.sqlite_file
+        self._sqlite = _SQLiteReader(path) if path is not None else None
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
 
     async def published(self) -> int:
         """The last position the relay published (its cursor)."""
@@ -159,11 +180,17 @@ class ChangeLog:
 
     async def after(self, position: int, limit: int = BATCH) -> list[Entry]:
         """The positioned entries after ``position``, in order, at most ``limit``."""
-        async with self._db.connect() as conn:
-            result = await conn.execute(
-                text(_READ[self._db.dialect]), {"after": position, "limit": limit}
-            )
-            rows = result.all()
+        rows: Any
+        if self._sqlite is not None:
+            rows = await self._sqlite.read(position, limit)
+        elif self.postgres is not None:
+            rows = await self.postgres.fetch(_POSTGRES_READ, position, limit)
+        else:
+            async with self._db.connect() as conn:
+                result = await conn.execute(
+                    text(_READ[self._db.dialect]), {"after": position, "limit": limit}
+                )
+                rows = result.all()
         return [_entry(row) for row in rows]
 
     async def last_position(self) -> int:
@@ -190,6 +217,34 @@ class ChangeLog:
         async with self._db.connect() as conn:
             value = await conn.scalar(text("SELECT count(*) FROM livebase_changes"))
         return int(value or 0)
+
+
+class _SQLiteReader:
+    """A read-only connection to the log, used in one thread of its own."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="livebase-log")
+        self._connection: sqlite3.Connection | None = None  # opened in that thread
+
+    async def read(self, position: int, limit: int) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, self._read, position, limit)
+
+    def _read(self, position: int, limit: int) -> list[Any]:
+        if self._connection is None:
+            self._connection = sqlite3.connect(self._path)
+            self._connection.execute("PRAGMA busy_timeout=10000")
+        return self._connection.execute(_SQLITE_READ, (position, limit)).fetchall()
+
+    def close(self) -> None:
+        def close() -> None:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+        self._thread.submit(close)
+        self._thread.shutdown(wait=True)
 
 
 def _entry(row: Any) -> Entry:

@@ -132,6 +132,11 @@ class Database:
         self._checkpointing: asyncio.Task[None] | None = None
 
     @property
+    def sqlite_file(self) -> Path | None:
+        """The SQLite database's file; None for PostgreSQL and memory databases."""
+        return _file_of(async_url(self.url)) if self.is_sqlite else None
+
+    @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
