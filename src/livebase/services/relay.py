@@ -16,7 +16,8 @@ process takes over within :data:`POLL` seconds); a SQLite database has one
 livebase process. The cursor is saved at most every :data:`SAVE_EVERY`
 seconds, so after a crash the entries of that last moment may be published
 again; each event carries its position, and the realtime layer drops what a
-process already delivered.
+process already delivered. An entry no event can be made of (a state another
+writer stored that its fields' kinds cannot read back) is logged and skipped.
 """
 
 from __future__ import annotations
@@ -136,7 +137,20 @@ class ChangeRelay:
         while True:
             entries = await self.log.after(self.published)
             for entry in entries:
-                event = self.event(entry)
+                try:
+                    event = self.event(entry)
+                except Exception:
+                    # A state its fields' kinds cannot read back (another writer
+                    # stored, say, text in a SQLite date column): no event can be
+                    # made of it, and it must not stop every event after it.
+                    _log.exception(
+                        "change log entry %d (%s %s of %s) cannot be published; skipped",
+                        entry.position,
+                        entry.collection,
+                        entry.action,
+                        entry.key,
+                    )
+                    event = None
                 if event is not None:
                     await self._events.publish(event)
                 self.published = entry.position
