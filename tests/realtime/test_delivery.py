@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.helpers import bearer
 from tests.realtime.conftest import Live
@@ -124,6 +125,44 @@ async def test_rule3_only_after_commit_and_one_event_per_bulk_item(live: Live) -
         # By the time the event is here, the write is visible to everyone.
         await live.api.ok("GET", f"/items/posts/{key}", headers=live.api.admin)
     assert [p["item"]["id"] for p in admin.received("item.created")] == ids
+
+
+async def _scalar(live: Live, sql: str) -> Any:
+    async with live.services.db.connect() as conn:
+        return await conn.scalar(text(sql))
+
+
+async def test_rule3_a_transaction_rolled_back_after_an_insert_publishes_nothing(
+    live: Live,
+) -> None:
+    await live.api.collection("tags", {"name": {"type": "String", "unique": True}})
+    admin = await live.connect(live.api.admin_token, "admin")
+
+    def named(name: str) -> Any:
+        return lambda payload: payload["item"]["name"] == name
+
+    await live.api.ok("POST", "/items/tags", 201, headers=live.api.admin, json={"name": "taken"})
+    await admin.wait_for("item.created", named("taken"))
+    postgres = live.services.db.dialect == "postgresql"
+    entry_ids = "SELECT last_value FROM livebase_changes_id_seq"
+    ids_before = await _scalar(live, entry_ids) if postgres else None
+
+    # "fresh" is inserted, its trigger logs it; then "taken" violates the unique
+    # index and the whole transaction, "fresh" and its log entry, rolls back.
+    bulk = [{"name": "fresh"}, {"name": "taken"}]
+    response = await live.api.client.post("/items/tags/bulk", headers=live.api.admin, json=bulk)
+    assert response.status_code == 409, response.text
+    if postgres:  # sequences do not roll back: one log entry was written, for "fresh"
+        assert await _scalar(live, entry_ids) == ids_before + 1
+    assert await _scalar(live, "SELECT count(*) FROM tags WHERE name = 'fresh'") == 0
+    logged = "SELECT count(*) FROM livebase_changes WHERE collection = 'tags'"
+    assert await _scalar(live, logged) == 1  # "taken"
+
+    # The sentinel goes through the change log: published after anything before it.
+    await live.api.ok("POST", "/items/tags", 201, headers=live.api.admin, json={"name": "after"})
+    await admin.wait_for("item.created", named("after"))
+    assert [p["item"]["name"] for p in admin.received("item.created")] == ["taken", "after"]
+    assert await _scalar(live, logged) == 2
 
 
 async def test_rule4_events_about_one_item_arrive_in_commit_order(live: Live) -> None:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from livebase.app import create_app, services_of
@@ -107,32 +105,3 @@ def _stored(services: Services, when: object) -> object:
     if services.db.is_sqlite:
         return when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]  # type: ignore[attr-defined]
     return when
-
-
-async def test_an_entry_livebase_cannot_read_is_skipped_and_the_log_goes_on(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    # SQLite only: its columns take any value, so an outside writer can log a
-    # Date column's 'not a date', which no read could turn into a date either.
-    app = create_app(make_settings(f"sqlite:///{tmp_path}/log.db", tmp_path))
-    async with app.router.lifespan_context(app):
-        services = services_of(app)
-        schema = {"fields": {"title": {"type": "String"}, "day": {"type": "Date"}}}
-        await services.schemas.create(SYSTEM, {"collectionName": "posts", "schema": schema})
-        published: list[ChangeEvent] = []
-
-        async def subscriber(event: Event) -> None:
-            if isinstance(event, ChangeEvent) and event.collection == "posts":
-                published.append(event)
-
-        services.events.subscribe(subscriber)
-        async with services.db.transaction() as conn:
-            await conn.execute(
-                text("INSERT INTO posts (id, title, day) VALUES (:id, 'bad', 'not a date')"),
-                {"id": "00000000-0000-4000-8000-000000000001"},
-            )
-        with caplog.at_level(logging.ERROR, logger="livebase.relay"):
-            await services.items.create("posts", {"title": "good"}, SYSTEM)
-        assert [event.item["title"] for event in published] == ["good"]
-        assert any("could not be read; skipped" in r.getMessage() for r in caplog.records)
-        assert services.relay.published == (await services.relay.status())["lastPosition"]

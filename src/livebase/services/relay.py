@@ -147,9 +147,16 @@ class ChangeRelay:
                 try:
                     event = self.event(entry)
                 except Exception:
-                    # An outside writer's value livebase cannot read (text in an
-                    # Integer column on SQLite, say) must not stop the log.
-                    _log.exception("change log entry %d could not be read; skipped", entry.position)
+                    # A state its fields' kinds cannot read back (another writer
+                    # stored, say, text in a SQLite date column): no event can be
+                    # made of it, and it must not stop every event after it.
+                    _log.exception(
+                        "change log entry %d (%s %s of %s) cannot be published; skipped",
+                        entry.position,
+                        entry.collection,
+                        entry.action,
+                        entry.key,
+                    )
                     event = None
                 if event is not None:
                     await self._events.publish(event)
