@@ -261,7 +261,7 @@ class ChangeRelay:
         self._leader = raw
         self.log.postgres = connection
         self.published = self._saved = await self.log.published()
-        _log.info("this process now publishes the change log")
+        _log.warning("this process now publishes the change log")
 
     async def _check_lead(self) -> None:
         """Give the lead up if its connection died (PostgreSQL has freed the lock then)."""
