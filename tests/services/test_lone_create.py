@@ -1,4 +1,4 @@
-"""A lone create commits with its insert (Database.insert_one), and nothing tells it apart.
+"""A lone create commits with its insert (Database.insert_then_read), and nothing tells it apart.
 
 ``items.create`` of one item that nothing can refuse after the insert takes
 that path (one trip to the SQLite thread, without SQLAlchemy's execution
@@ -70,15 +70,15 @@ async def app(database_url: str, tmp_path: Path, loop_writes: bool) -> AsyncIter
 
 
 def _count_lone_inserts(services: Services) -> list[int]:
-    """Wrap the database's insert_one to prove the lone path ran."""
+    """Wrap the database's one-trip insert to prove the lone path ran."""
     calls = [0]
-    original = services.db.insert_one
+    original = services.db.insert_then_read
 
     async def counted(*args: Any) -> Any:
         calls[0] += 1
         return await original(*args)
 
-    services.db.insert_one = counted  # type: ignore[method-assign]
+    services.db.insert_then_read = counted  # type: ignore[method-assign]
     return calls
 
 

@@ -141,9 +141,13 @@ class ItemsService:
         writer = self._writer
         async with self._locks.hold(locked):
             events: list[ChangeEvent] = []
+            prefetched = None
             alone = None if bulk else writer.lone_create_scope(collection, who, ops[0])
             if alone is not None:
-                events.append(await writer.create_alone(collection, who, alone, ops[0]))
+                then = self._relay.prefetch()
+                event, rows = await writer.create_alone(collection, who, alone, ops[0], then)
+                events.append(event)
+                prefetched = rows if then is not None else None
             else:
                 async with self._db.transaction(who.user_id) as conn:
                     for index, op in enumerate(ops):
@@ -155,7 +159,7 @@ class ItemsService:
                                 exc.args = (exc.message,)
                             raise
             # Still holding the item locks: events about one item leave in commit order.
-            await self._relay.flush()
+            await self._relay.flush(prefetched)
             for event in events:
                 self._hooks.after(who, name, f"items.{event.action}", event.item)
         read_scope = self._permissions.scope(who, collection, "read")

@@ -26,6 +26,7 @@ from livebase.services.permissions import PermissionService, Scope
 from livebase.services.rows import row_values
 from livebase.storage.database import Database, returning_insert
 from livebase.storage.model import Collection
+from livebase.storage.sqlite_insert import RawRead
 
 # Resolved conditions differ per user ($CURRENT_USER): keep the cache bounded.
 _MATCHER_CACHE = 1_000
@@ -74,16 +75,25 @@ class ItemWriter:
         return scope if scope.condition == filters.TRUE else None
 
     async def create_alone(
-        self, collection: Collection, who: Accountability, scope: Scope, op: Operation
-    ) -> ChangeEvent:
+        self,
+        collection: Collection,
+        who: Accountability,
+        scope: Scope,
+        op: Operation,
+        then: RawRead | None = None,
+    ) -> tuple[ChangeEvent, list[Any]]:
+        """The create committed with its insert, and the rows of ``then``, a read
+        run in the same trip (:meth:`Database.insert_then_read`)."""
         assert op.data is not None
         values = row_values(collection, scope, op.data, who, creating=True)
         try:
-            item = await self._db.insert_one(collection.table, values, who.user_id)
+            item, rows = await self._db.insert_then_read(
+                collection.table, values, who.user_id, then
+            )
         except IntegrityError:
             raise _taken(collection) from None
         key = item[collection.primary_key]
-        return ChangeEvent(collection.name, "create", key, item, None, who.user_id)
+        return ChangeEvent(collection.name, "create", key, item, None, who.user_id), rows
 
     # -- any operation, inside a transaction ------------------------------------------
 

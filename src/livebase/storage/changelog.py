@@ -9,7 +9,8 @@ JSON), who acted when livebase wrote it, and when.
 **Positions** are the order in which entries are published, and clients
 see them as offsets: commit order, so that a reader that has seen position
 *p* will never see a smaller one appear. On SQLite writes are serialised, so
-the row id (``AUTOINCREMENT``: never reused) is commit order already. On
+the row id is commit order already (a new row's id is the largest one plus
+one; pruning never deletes the newest entry, so ids never go back). On
 PostgreSQL ids come from a sequence before commit, so a later id may commit
 first; there a deferred trigger gives each entry its position at commit,
 from a second sequence, under a transaction-scoped advisory lock: the lock
@@ -41,6 +42,7 @@ from livebase import encoding
 from livebase.storage.database import AdvisoryLock, Database
 from livebase.storage.kinds import DECIMAL_SCALE, FieldKind, parse_datetime
 from livebase.storage.model import Collection, FieldSpec
+from livebase.storage.sqlite_insert import RawRead
 from livebase.storage.types import UTCDateTime
 
 ACTIONS = ("create", "update", "delete")
@@ -64,7 +66,7 @@ class Entry:
 
 _SQLITE_TABLES = (
     """CREATE TABLE IF NOT EXISTS livebase_changes (
-        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        position INTEGER PRIMARY KEY,
         collection TEXT NOT NULL,
         item_key TEXT NOT NULL,
         action TEXT NOT NULL,
@@ -73,7 +75,6 @@ _SQLITE_TABLES = (
         user_id TEXT,
         changed_at TEXT NOT NULL
     )""",
-    "CREATE INDEX IF NOT EXISTS livebase_changes_changed_at ON livebase_changes (changed_at)",
     # Who acts in livebase's current write transaction: set at its start and
     # cleared before its commit, so the committed value is always NULL and
     # other writers' entries say nobody.
@@ -103,7 +104,6 @@ _POSTGRES_TABLES = (
         user_id TEXT,
         changed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
     )""",
-    "CREATE INDEX IF NOT EXISTS livebase_changes_changed_at ON livebase_changes (changed_at)",
     "CREATE SEQUENCE IF NOT EXISTS livebase_positions",
     f"""CREATE OR REPLACE FUNCTION livebase_position_change() RETURNS trigger
         LANGUAGE plpgsql AS $$
@@ -178,6 +178,14 @@ class ChangeLog:
                 {"p": position},
             )
 
+    def read_after(self, position: int) -> RawRead:
+        """SQLite: :meth:`after` as a read to run in a write's own trip (lone creates)."""
+        return _SQLITE_READ, (position, BATCH)
+
+    def entries(self, rows: list[Any]) -> list[Entry]:
+        """Rows of :meth:`read_after` as entries."""
+        return [_entry(row) for row in rows]
+
     async def after(self, position: int, limit: int = BATCH) -> list[Entry]:
         """The positioned entries after ``position``, in order, at most ``limit``."""
         rows: Any
@@ -199,15 +207,21 @@ class ChangeLog:
         return int(value or 0)
 
     async def prune(self, before: datetime, published: int, limit: int = 1000) -> int:
-        """Delete up to ``limit`` published entries older than ``before``; how many went."""
+        """Delete up to ``limit`` of the oldest entries, if published and older than
+        ``before``; how many went. The newest entry always stays (SQLite's next
+        position is the largest plus one). Entries are in commit order, so the
+        oldest come first and no index on their time is needed: none of the
+        next ``limit`` old enough means none is."""
         stored = _CHANGED_AT.process_bind_param(before, self._db.engine.dialect)
         async with self._db.transaction() as conn:
             result = await conn.execute(
                 text(
                     """DELETE FROM livebase_changes WHERE position IN (
                         SELECT position FROM livebase_changes
-                        WHERE position <= :published AND changed_at < :before
-                        ORDER BY position LIMIT :limit)"""
+                        WHERE position <= :published
+                          AND position < (SELECT max(position) FROM livebase_changes)
+                        ORDER BY position LIMIT :limit
+                    ) AND changed_at < :before"""
                 ),
                 {"published": published, "before": stored, "limit": limit},
             )

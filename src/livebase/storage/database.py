@@ -19,7 +19,7 @@ from sqlalchemy.pool import AsyncAdaptedQueuePool
 
 from livebase.bounded import BoundedCache
 from livebase.storage import sqlite
-from livebase.storage.sqlite_insert import InsertOne, LoopWriter, insert_in_thread
+from livebase.storage.sqlite_insert import InsertOne, LoopWriter, RawRead, insert_in_thread
 
 _log = logging.getLogger("livebase.storage")
 
@@ -180,7 +180,16 @@ class Database:
     async def insert_one(
         self, table: Table, values: dict[str, Any], actor: str | None = None
     ) -> dict[str, Any]:
-        """Insert one row in a transaction of its own; the row as stored (RETURNING).
+        """Insert one row in a transaction of its own; the row as stored (RETURNING)."""
+        row, _ = await self.insert_then_read(table, values, actor, None)
+        return row
+
+    async def insert_then_read(
+        self, table: Table, values: dict[str, Any], actor: str | None, then: RawRead | None
+    ) -> tuple[dict[str, Any], list[Any]]:
+        """:meth:`insert_one`; on SQLite also ``then``, a read run in the same
+        transaction and trip after the insert, whose rows come back with the
+        row (PostgreSQL does not run it: it answers ``[]``).
 
         On SQLite, in one trip to the SQLite thread, or with ``loop_writes``
         usually on the event loop itself (``storage/sqlite_insert.py`` says
@@ -191,20 +200,23 @@ class Database:
         if not self.is_sqlite:
             async with self.transaction(actor) as conn:
                 result = await conn.execute(returning_insert(table), values)
-                return dict(result.mappings().one())
+                return dict(result.mappings().one()), []
         prepared = self._inserts.get_or_make((table, tuple(values)), self._prepare_insert)
         parameters = prepared.parameters(values)
         async with self._write_lock:
             writer = self._open_loop_writer()
-            row = writer.try_insert(prepared, parameters, actor) if writer is not None else None
-            if row is None:
+            done = writer.try_insert(prepared, parameters, actor, then) if writer else None
+            if done is None:
                 conn = await self._writer()
                 # Connected and valid (see _writer): no I/O behind this property.
                 fairy = conn.sync_connection.connection  # type: ignore[union-attr]
-                row = await insert_in_thread(fairy.dbapi_connection, prepared, parameters, actor)
+                done = await insert_in_thread(
+                    fairy.dbapi_connection, prepared, parameters, actor, then
+                )
         if writer is not None and writer.checkpoint_due():
             self._checkpoint_soon()
-        return prepared.item(row)
+        row, rows = done
+        return prepared.item(row), rows
 
     def _prepare_insert(self, key: tuple[Table, tuple[str, ...]]) -> InsertOne:
         table, keys = key

@@ -42,6 +42,9 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 _log = logging.getLogger("livebase.storage")
 
+# A read in the driver's own SQL and parameters, run in an insert's transaction.
+RawRead = tuple[str, tuple[Any, ...]]
+
 CHECKPOINT_EVERY = 500
 LOOP_MAX_BYTES = 64 * 1024
 _SQLITE_BUSY = 5
@@ -117,13 +120,17 @@ class LoopWriter:
         return None
 
     def try_insert(
-        self, prepared: InsertOne, parameters: list[Any], actor: str | None = None
-    ) -> Any | None:
-        """The inserted row, committed; None if the thread should do it instead."""
+        self,
+        prepared: InsertOne,
+        parameters: list[Any],
+        actor: str | None = None,
+        then: RawRead | None = None,
+    ) -> tuple[Any, list[Any]] | None:
+        """The inserted row, committed, and ``then``'s rows; None if the thread should do it."""
         if _text_bytes(parameters) > LOOP_MAX_BYTES:
             return None
         try:
-            row = _insert_committed(self._connection, prepared.sql, parameters, actor)
+            done = _insert_committed(self._connection, prepared.sql, parameters, actor, then)
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == _SQLITE_BUSY:  # another process writes
                 return None
@@ -131,7 +138,7 @@ class LoopWriter:
         except sqlite3.Error as exc:
             raise prepared.error(exc, parameters) from exc
         self._commits += 1
-        return row
+        return done
 
     def checkpoint_due(self) -> bool:
         """True once every :data:`CHECKPOINT_EVERY` commits: time to checkpoint from a thread."""
@@ -145,8 +152,12 @@ class LoopWriter:
 
 
 async def insert_in_thread(
-    dbapi_connection: Any, prepared: InsertOne, parameters: list[Any], actor: str | None = None
-) -> Any:
+    dbapi_connection: Any,
+    prepared: InsertOne,
+    parameters: list[Any],
+    actor: str | None = None,
+    then: RawRead | None = None,
+) -> tuple[Any, list[Any]]:
     """The same insert and commit in one trip to a pooled connection's aiosqlite thread.
 
     ``dbapi_connection`` is SQLAlchemy's adapter (``storage/sqlite.py``) of a
@@ -155,8 +166,8 @@ async def insert_in_thread(
     connection = cast(aiosqlite.Connection, dbapi_connection._connection)
     try:
         async with dbapi_connection._execute_mutex:
-            return await connection._execute(  # type: ignore[no-untyped-call]
-                _insert_committed, connection._conn, prepared.sql, parameters, actor
+            return await connection._execute(  # type: ignore[no-untyped-call,no-any-return]
+                _insert_committed, connection._conn, prepared.sql, parameters, actor, then
             )
     except sqlite3.Error as exc:
         raise prepared.error(exc, parameters) from exc
@@ -166,12 +177,17 @@ _ACTOR = "UPDATE livebase_actor SET user_id = ? WHERE slot = 1"
 
 
 def _insert_committed(
-    conn: sqlite3.Connection, sql: str, parameters: list[Any], actor: str | None
-) -> Any:
-    """INSERT … RETURNING one row, then COMMIT; or roll back.
+    conn: sqlite3.Connection,
+    sql: str,
+    parameters: list[Any],
+    actor: str | None,
+    then: RawRead | None,
+) -> tuple[Any, list[Any]]:
+    """INSERT … RETURNING one row, then ``then`` (a read), then COMMIT; or roll back.
 
     ``actor``: the user its change log entry names, set for the transaction
-    only (``storage/capture.py``).
+    only (``storage/capture.py``). ``then``: read in the same trip what the
+    insert's triggers wrote (the change log relay's next entries).
     """
     cursor = conn.cursor()
     try:
@@ -182,8 +198,9 @@ def _insert_committed(
         cursor.fetchall()  # step the statement to its end: COMMIT refuses a running one
         if actor is not None:
             cursor.execute(_ACTOR, (None,))
+        rows = cursor.execute(*then).fetchall() if then is not None else []
         conn.commit()
-        return row
+        return row, rows
     except BaseException:
         conn.rollback()
         raise
