@@ -222,7 +222,23 @@ def _write_parsed(parse: Callable[[str], Any], expected: str) -> Callable[[objec
 
 
 def _write_json(value: object) -> object:
-    return value  # any JSON value
+    """Any JSON value, except one holding U+0000 in a string or key: PostgreSQL's
+    jsonb (the change log's states) cannot hold it, nor can its text columns,
+    so both databases refuse it, as they refuse it in String fields."""
+    if _holds_nul(value):
+        raise Refused("NUL characters are not allowed")
+    return value
+
+
+def _holds_nul(value: object) -> bool:
+    # Bodies nest at most 32 deep (api/limits.py), so recursion is bounded.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 # -- filtering: filter values to compared ones, leniently --------------------------
