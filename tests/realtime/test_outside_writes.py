@@ -312,14 +312,8 @@ async def test_doubles_of_any_magnitude_reach_sockets_exactly(live: Live, outsid
 
 
 async def test_decimals_beyond_15_digits_reach_sockets_as_a_read_returns_them(
-    live: Live, outside: Outside, request: pytest.FixtureRequest
+    live: Live, outside: Outside
 ) -> None:
-    if not outside.sqlite:
-        known_bug(
-            request,
-            "the relay reads the PostgreSQL log's numeric as a JSON number, through a double:"
-            " the event shows 1234567890123456.7500 where a read shows ...7891",
-        )
     field = {"type": "Decimal", "precision": 20, "scale": 4}
     await live.api.collection("amounts", {"value": field})
     admin = await live.connect(live.api.admin_token, "admin")

@@ -40,8 +40,10 @@ CREATE OR REPLACE FUNCTION livebase_log_change() RETURNS trigger LANGUAGE plpgsq
 DECLARE
     hidden text[] := TG_ARGV[2]::text[];
     quiet text[] := TG_ARGV[3]::text[];
+    decimals text[] := TG_ARGV[4]::text[];
     new_state jsonb;
     old_state jsonb;
+    field text;
 BEGIN
     IF TG_OP <> 'DELETE' THEN new_state := to_jsonb(NEW) - hidden; END IF;
     IF TG_OP <> 'INSERT' THEN old_state := to_jsonb(OLD) - hidden; END IF;
@@ -49,6 +51,15 @@ BEGIN
             AND new_state - quiet = old_state - quiet THEN
         RETURN NULL;  -- nothing visible changed but bookkeeping
     END IF;
+    -- Decimals as strings: a JSON number would come back a double.
+    FOREACH field IN ARRAY decimals LOOP
+        IF jsonb_typeof(new_state -> field) = 'number' THEN
+            new_state := jsonb_set(new_state, ARRAY[field], to_jsonb(new_state ->> field));
+        END IF;
+        IF jsonb_typeof(old_state -> field) = 'number' THEN
+            old_state := jsonb_set(old_state, ARRAY[field], to_jsonb(old_state ->> field));
+        END IF;
+    END LOOP;
     INSERT INTO livebase_changes (collection, item_key, action, new_state, old_state, user_id)
     VALUES (
         TG_ARGV[0],
@@ -110,8 +121,12 @@ def _release(sync_conn: SyncConnection, table: str) -> None:
 def _postgres_triggers(collection: Collection, quote: Any) -> list[str]:
     hidden = _text_array(spec.name for spec in collection.fields.values() if spec.hidden)
     quiet = _text_array(spec.name for spec in collection.fields.values() if spec.quiet)
+    decimals = _text_array(
+        spec.name for spec in collection.fields.values() if spec.kind is FieldKind.DECIMAL
+    )
     arguments = ", ".join(
-        _literal(value) for value in (collection.name, collection.primary_key, hidden, quiet)
+        _literal(value)
+        for value in (collection.name, collection.primary_key, hidden, quiet, decimals)
     )
     return [
         f"CREATE TRIGGER livebase_log AFTER INSERT OR UPDATE OR DELETE ON {quote(collection.name)}"

@@ -297,10 +297,11 @@ def _as_is(value: Any, spec: FieldSpec) -> Any:
 
 
 def _decimal(value: Any, spec: FieldSpec) -> Decimal:
-    # As SQLAlchemy reads a Numeric from SQLite (a float, formatted to the scale);
-    # exact on PostgreSQL too within the 15 digits decimals keep (docs/decisions.md).
+    """Text from either trigger, to the field's scale: PostgreSQL logs a numeric's
+    exact digits; SQLite a REAL's 18 digits, rounded here to the scale as
+    SQLAlchemy formats the REAL it reads."""
     scale = spec.scale if spec.scale is not None else DECIMAL_SCALE
-    return Decimal(f"{float(value):.{scale}f}")
+    return Decimal(str(value)).quantize(Decimal(1).scaleb(-scale))
 
 
 _restorers: dict[FieldKind, Callable[[Any, FieldSpec], Any]] = {
