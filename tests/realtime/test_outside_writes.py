@@ -112,12 +112,6 @@ def cut(item: dict[str, Any], fields: list[str]) -> dict[str, Any]:
     return {name: item[name] for name in fields}
 
 
-def known_bug(request: pytest.FixtureRequest, what: str) -> None:
-    """This test shows a bug of the change log not fixed yet: it must fail (strict xfail),
-    and passes once the bug is fixed, when this call goes."""
-    request.applymarker(pytest.mark.xfail(strict=True, reason=f"bug: {what}"))
-
-
 def stamp(day: int) -> datetime:
     return datetime(2024, 5, day, 7, 8, 9, 123456, tzinfo=UTC)
 
@@ -627,19 +621,11 @@ async def test_the_writers_own_sockets_see_its_user_id_and_outside_writes_none(
 
 
 async def test_outside_changes_to_a_user_move_and_drop_their_open_sockets(
-    live: Live, outside: Outside, topology: str, request: pytest.FixtureRequest
+    live: Live, outside: Outside
 ) -> None:
     """A role changed or an account suspended by another writer acts on open sockets
-    as the same change through livebase does."""
-    if topology == "cluster":
-        known_bug(
-            request,
-            "a users change crosses to the other nodes unconfirmed (event_kinds._change_spread),"
-            " so a change of a collection the user may now read, published right after it,"
-            " reaches the socket's node before that node subscribed to the collection, and is"
-            " lost; and that node's subscription, made while it handles a cluster message,"
-            " waits SUBSCRIBE_WAIT (1 s) for a confirmation only its blocked listener can read",
-        )
+    as the same change through livebase does (in a cluster too: a users change is
+    applied on every node before the next change is published)."""
     await live.api.collection("notes", {"title": {"type": "String"}})
     await live.api.ok("POST", "/roles", 201, headers=live.api.admin, json={"name": "reader"})
     await live.api.allow("reader", "notes", "read", fields=["id", "title"])

@@ -14,7 +14,7 @@ from livebase.realtime import messages
 from livebase.realtime.authorization import LiveAuthorization
 from livebase.realtime.delivery import Delivery
 from livebase.realtime.emits import ToEveryone, ToRoom, notification_emit
-from livebase.realtime.pipeline import EVERY_PROCESS, EVERY_PROCESS_CONFIRMED, EventKind, Spread
+from livebase.realtime.pipeline import EVERY_PROCESS_CONFIRMED, EventKind, Spread
 from livebase.realtime.router import Router
 from livebase.services.events import (
     ChangeEvent,
@@ -96,10 +96,9 @@ def event_kinds(
 
 def _change_spread(event: ChangeEvent) -> Spread:
     """Item changes go to the processes listening to their collection; changes to
-    users and schemas to every process (they change sockets and caches), and a
-    schema change waits until each has applied it."""
-    if event.collection == "schemas":
+    users and schemas to every process, and wait until each has applied them:
+    they change sockets' rooms, so a process may have to subscribe to a
+    collection before the next change of it is published."""
+    if event.collection in ("schemas", "users"):
         return EVERY_PROCESS_CONFIRMED
-    if event.collection == "users":
-        return EVERY_PROCESS
     return Spread(event.collection)

@@ -11,12 +11,18 @@
   nodes could not have received them anyway.
 - Each message goes out as ``{node id}|{data}``: Redis echoes a node's
   messages back to it, and the receiver needs to know who sent it.
+- **The listener only reads**; one handler task handles what it read, in
+  order. Handling a message may subscribe to a channel and wait for Redis to
+  confirm it (a user who may now read a collection), and only the listener
+  can read that confirmation. At most :data:`INBOX` messages wait; past that
+  the listener waits too, and Redis's output buffer limit takes over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,8 +31,10 @@ from redis.exceptions import RedisError
 from livebase.realtime.pubsub.base import PubSub, Receive
 from livebase.storage.redis import RedisLink
 
+_log = logging.getLogger("livebase.cluster")
 RETRY_MIN, RETRY_MAX = 0.1, 1.0  # seconds between reconnection attempts
 SUBSCRIBE_WAIT = 1.0  # how long a subscription waits for Redis to confirm it
+INBOX = 10_000  # messages read but not yet handled
 
 
 class RedisPubSub(PubSub):
@@ -43,6 +51,7 @@ class RedisPubSub(PubSub):
         self._confirmed: set[str] = set()  # channels Redis confirmed on the current connection
         self._waiting: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._inbox: asyncio.Queue[bytes] = asyncio.Queue(INBOX)
         self.published = self.dropped = 0
 
     def _channel(self, topic: str | None) -> str:
@@ -52,6 +61,7 @@ class RedisPubSub(PubSub):
         self._receive = receive
         self._tasks = [
             asyncio.create_task(self._listen(), name="livebase-cluster-listen"),
+            asyncio.create_task(self._handle(), name="livebase-cluster-handle"),
             asyncio.create_task(self._publish(), name="livebase-cluster-publish"),
         ]
         # Be listening before the process reports itself ready, unless Redis is away.
@@ -110,7 +120,7 @@ class RedisPubSub(PubSub):
                 async for message in pubsub.listen():
                     kind = message["type"]
                     if kind == b"message" or kind == "message":
-                        await self._dispatch(message["data"])
+                        await self._inbox.put(message["data"])
                     elif kind in ("subscribe", b"subscribe"):
                         self._confirm(message["channel"])
                         if message["channel"] in (self._all, self._all.encode()):
@@ -127,6 +137,14 @@ class RedisPubSub(PubSub):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
+
+    async def _handle(self) -> None:
+        while True:
+            data = await self._inbox.get()
+            try:
+                await self._dispatch(data)
+            except Exception:
+                _log.exception("a cluster message could not be handled")
 
     async def _dispatch(self, data: bytes) -> None:
         if data.startswith(self._mark):
