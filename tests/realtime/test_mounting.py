@@ -48,4 +48,6 @@ async def test_not_mounted_when_disabled(live: Live) -> None:
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NOT_FOUND"
     stats = await live.api.ok("GET", "/stats/realtime", headers=live.api.admin)
-    assert stats["data"] == {"enabled": False}
+    # No sockets, but the change log is still kept (and published to nobody).
+    assert set(stats["data"]) == {"enabled", "changeLog"} and stats["data"]["enabled"] is False
+    assert stats["data"]["changeLog"]["behind"] == 0
