@@ -75,6 +75,7 @@ class ChangeRelay:
         self._tasks: list[asyncio.Task[None]] = []
         self._saver: asyncio.Task[None] | None = None
         self._started = False
+        self._read_up_to = 0  # the last position a prefetch read (SQLite)
 
     @property
     def leading(self) -> bool:
@@ -113,6 +114,7 @@ class ChangeRelay:
         await self._lost_lead()
         self.log.close()
         self._started = False
+        self._read_up_to = 0
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -122,7 +124,9 @@ class ChangeRelay:
         which then needs no trip of its own (a third of a create's CPU)."""
         if not self.leading or not self._db.is_sqlite:
             return None
-        return self.log.read_after(self.published)
+        # Past what earlier prefetches read too: under concurrent writes the
+        # relay lags a few entries, and each write would read them all again.
+        return self.log.read_after(max(self.published, self._read_up_to))
 
     async def flush(self, prefetched: list[Any] | None = None) -> None:
         """Publish every entry committed before this call (if this process publishes).
@@ -141,6 +145,8 @@ class ChangeRelay:
             covering = self._requested
             try:
                 if prefetched is not None:
+                    prefetched = self._contiguous(prefetched)
+                if prefetched is not None:
                     await self._publish(self.log.entries(prefetched))
                 if prefetched is None or len(prefetched) >= BATCH:
                     await self._drain()
@@ -153,6 +159,18 @@ class ChangeRelay:
                 return
         if self.published > self._saved and (self._saver is None or self._saver.done()):
             self._saver = asyncio.create_task(self._save_later(), name="livebase-relay-save")
+
+    def _contiguous(self, rows: list[Any]) -> list[Any] | None:
+        """The prefetched rows not published yet, if they follow the last one
+        published; None if some are missing (an earlier write's prefetch read
+        them and has not been published yet): then the log is read instead.
+        SQLite's positions have no gaps (each is the largest plus one)."""
+        rows = [row for row in rows if row[0] > self.published]
+        if rows:
+            self._read_up_to = max(self._read_up_to, rows[-1][0])
+            if rows[0][0] != self.published + 1:
+                return None
+        return rows
 
     async def _drain(self) -> None:
         while True:
@@ -262,7 +280,6 @@ class ChangeRelay:
                 await self.flush()
             except Exception:
                 _log.exception("the change log relay could not take the lead; it tries again")
-        self._started = False
 
     async def _try_to_lead(self) -> None:
         """PostgreSQL: become the publishing relay if no process is."""
