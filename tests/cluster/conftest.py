@@ -27,25 +27,32 @@ PROBE = Path(__file__).with_name("probe_extension.py")
 SECRET = "cluster-test-secret-key-long-enough-for-hs256"
 
 
-def node_env(database_url: str, redis_url: str, key: str, workdir: Path) -> dict[str, str]:
+def server_env(database_url: str, workdir: Path, extension: Path) -> dict[str, str]:
+    """The environment of a spawned ``livebase serve`` with one test extension."""
     extensions = workdir / "extensions"
-    extensions.mkdir(exist_ok=True)
-    shutil.copy(PROBE, extensions / "probe.py")
+    extensions.mkdir(parents=True, exist_ok=True)
+    shutil.copy(extension, extensions / extension.name)
     return {
         "DATABASE_URL": database_url,
-        "CACHE_REDIS_URL": redis_url,
-        "SOCKET_REDIS_KEY": key,
         "SECRET_KEY": SECRET,
         "ADMIN_EMAIL": ADMIN_EMAIL,
         "ADMIN_PASSWORD": ADMIN_PASSWORD,
         "EXTENSIONS_PATH": str(extensions),
         "DATA_DIR": str(workdir / "data"),
         "STORAGE_PATH": str(workdir / "uploads"),
-        "SOCKET_PRESENCE_GRACE": "1",
         "SOCKET_PING_INTERVAL": "1",
         "SOCKET_PING_TIMEOUT": "2",
         "RATE_LIMIT_AUTH": "1000",
         "DEMO_ENABLED": "false",
+    }
+
+
+def node_env(database_url: str, redis_url: str, key: str, workdir: Path) -> dict[str, str]:
+    return {
+        **server_env(database_url, workdir, PROBE),
+        "CACHE_REDIS_URL": redis_url,
+        "SOCKET_REDIS_KEY": key,
+        "SOCKET_PRESENCE_GRACE": "1",
     }
 
 
