@@ -13,6 +13,7 @@ from livebase.services.errors import Forbidden, Unauthorized
 from livebase.services.events import ChangeEvent, Event, EventBus, SessionRevoked
 from livebase.services.passwords import verify_password
 from livebase.services.ratelimit import RateLimiter
+from livebase.services.relay import ChangeRelay
 from livebase.services.sessions import SessionCache
 from livebase.services.tokens import TokenCodec
 from livebase.services.users import insert_user, normalise_email, public_user
@@ -52,9 +53,12 @@ class AuthService:
         limiter: RateLimiter,
         public_registration: bool,
         cache_sessions: bool = False,
+        relay: ChangeRelay | None = None,
     ) -> None:
-        """``cache_sessions``: only for a process alone on its database (see :mod:`sessions`)."""
+        """``cache_sessions``: only for a process alone on its database (see :mod:`sessions`).
+        ``relay``: publishes a registration's ``users`` event before the answer."""
         self._db = db
+        self._relay = relay
         self._tokens = tokens
         self._events = events
         self._limiter = limiter
@@ -97,6 +101,8 @@ class AuthService:
                 first_name=first_name,
                 last_name=last_name,
             )
+        if self._relay is not None:
+            await self._relay.flush()
         return await self._sign_in(user)
 
     async def login(self, client: str, email: str, password: str) -> SignedIn:

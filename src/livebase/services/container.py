@@ -92,6 +92,7 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             settings.PUBLIC_REGISTRATION,
             # Alone on its database, this process sees every logout and user change.
             cache_sessions=redis is None,
+            relay=relay,
         ),
         notifications=NotificationService(db, permissions, relay),
         hooks=hooks,
