@@ -83,8 +83,13 @@ class ChangeRelay:
         return self._started and (self._db.is_sqlite or self._leader is not None)
 
     async def capture_all(self) -> None:
-        """(Re)make the triggers of every logged collection (start-up)."""
+        """(Re)make the triggers of every logged collection (start-up).
+
+        Under the migration lock: processes starting together would otherwise
+        replace PostgreSQL's trigger function at once ("tuple concurrently updated").
+        """
         async with self._db.transaction() as conn:
+            await self._db.serialize(conn, AdvisoryLock.MIGRATION)
             await capture.install(conn)
             for collection in self._registry.all_collections():
                 if logged(collection):
