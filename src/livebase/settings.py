@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     SOCKET_MAX_QUEUE: int = Field(1000, gt=0)
     SOCKET_MAX_QUEUE_BYTES: int = Field(4 * 1024 * 1024, gt=0)
     SOCKET_MAX_ROOMS: int = Field(128, gt=0)
+    # Seconds a dropped socket's session stays recoverable (0: no recovery).
+    SOCKET_RECOVERY_WINDOW: float = Field(120, ge=0)
+    # Past this many missed events a reconnect starts a new session instead.
+    SOCKET_RECOVERY_MAX_EVENTS: int = Field(10_000, gt=0)
     # Seconds the change log keeps published entries (recovery replays from it).
     CHANGE_LOG_RETENTION: float = Field(86400, gt=0)
 

@@ -16,7 +16,7 @@ SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 
 async def test_token_in_auth_query_or_header(live: Live) -> None:
     token, user = await live.api.user("ann@example.com")
-    expected = [{"userId": user["id"], "role": "user"}]
+    expected = [{"userId": user["id"], "role": "user", "recovered": False}]
     by_auth = await live.connect(token, name="auth")
     assert by_auth.received("connected") == expected
     by_query = await live.connect(name="query", url_query=f"token={token}")
@@ -27,7 +27,7 @@ async def test_token_in_auth_query_or_header(live: Live) -> None:
 
 async def test_anonymous_socket_is_public(live: Live) -> None:
     client = await live.connect()
-    assert client.received("connected") == [{"userId": None, "role": "public"}]
+    assert client.received("connected") == [{"userId": None, "role": "public", "recovered": False}]
 
 
 async def _refused(live: Live, **options: Any) -> str:

@@ -14,6 +14,7 @@ import pytest
 from livebase import encoding
 from livebase.realtime import messages
 from livebase.realtime.cluster import Manager
+from livebase.realtime.connections import SocketTakenOver
 from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.realtime.pubsub.memory import Hub, MemoryPubSub
 from livebase.services.events import (
@@ -58,6 +59,7 @@ EVERY_MESSAGE = {
     messages.EVERYONE: messages.everyone(EVERYONE),
     messages.REVOKE: messages.revoke(REVOKED),
     messages.PERMISSIONS: messages.permissions(PERMISSIONS),
+    messages.TAKEOVER: messages.takeover(SocketTakenOver("sid-1")),
     messages.ACK: messages.ack("abc", "node-a"),
     messages.EMIT: messages.emit("news", [{"n": 1}, "x"], "/", ["r1", "r2"], "sid-1"),
     messages.ENTER_ROOM: messages.enter_room("sid-1", "team:red", "/"),

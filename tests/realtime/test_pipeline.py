@@ -19,8 +19,10 @@ import pytest
 
 from livebase.realtime import messages
 from livebase.realtime.cluster import Manager
+from livebase.realtime.connections import SocketTakenOver
 from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.realtime.event_kinds import event_kinds
+from livebase.realtime.offsets import Progress
 from livebase.realtime.pipeline import Pipeline
 from livebase.realtime.pubsub.memory import Hub, MemoryPubSub
 from livebase.services.events import (
@@ -50,6 +52,7 @@ EVENTS: dict[str, Any] = {
     "broadcast": ToEveryone("news", [1, "two"]),
     "session revoked": SessionRevoked("s1", "u1"),
     "permissions": PermissionsChanged("editor"),
+    "socket taken over": SocketTakenOver("sid-1"),
 }
 
 
@@ -66,7 +69,9 @@ class Recorder:
     def file(self, event: FileChanged) -> list[tuple[Any, ...]]:
         return [("file", event.file["id"])]
 
-    def to_room(self, room: str, event: str, payload: Any) -> list[tuple[Any, ...]]:
+    def to_room(
+        self, room: str, event: str, payload: Any, position: int | None = None
+    ) -> list[tuple[Any, ...]]:
         return [("room", room, event)]
 
     def to_everyone(self, event: str, payload: Any) -> list[tuple[Any, ...]]:
@@ -93,6 +98,10 @@ class Recorder:
     async def permissions_arrived(self, event: PermissionsChanged) -> None:
         self.calls.append(("arrived", "permissions"))
 
+    # The sockets' lifecycle.
+    def taken_over(self, event: SocketTakenOver) -> None:
+        self.calls.append(("taken over", event.sid))
+
 
 class NoCollections:
     def peek(self, name: str) -> None:
@@ -102,7 +111,7 @@ class NoCollections:
 def table(recorder: Recorder) -> Any:
     stand_in: Any = recorder
     registry: Any = NoCollections()
-    return event_kinds(stand_in, stand_in, stand_in, registry)
+    return event_kinds(stand_in, stand_in, stand_in, registry, recorder.taken_over)
 
 
 Node = tuple[Pipeline, Manager, Recorder]
@@ -114,7 +123,7 @@ async def processes() -> AsyncIterator[tuple[Node, Node]]:
     nodes = []
     for name in ("node-a", "node-b"):
         manager, recorder = Manager(name), Recorder()
-        pipeline = Pipeline(table(recorder), manager)
+        pipeline = Pipeline(table(recorder), manager, Progress())
         await manager.start(MemoryPubSub(name, hub), pipeline.receive)
         nodes.append((pipeline, manager, recorder))
     yield nodes[0], nodes[1]
@@ -131,7 +140,7 @@ def test_every_event_has_exactly_one_kind_and_every_event_message_one_reader() -
     kinds = table(Recorder())
     types = [kind.type for kind in kinds]
     assert len(types) == len(set(types))
-    assert set(get_args(Event)) | {ToRoom, ToEveryone} == set(types)
+    assert set(get_args(Event)) | {ToRoom, ToEveryone, SocketTakenOver} == set(types)
     read = [kind.message for kind in kinds if kind.message is not None]
     assert len(read) == len(set(read))
     written = {
@@ -151,7 +160,7 @@ async def test_each_kind_is_handled_here_then_on_the_other_process_by_the_same_r
     (pipeline_a, _, here), (_, manager_b, there) = processes
     await manager_b.want(["posts"])
     event = EVENTS[name]
-    if isinstance(event, ToRoom | ToEveryone):
+    if isinstance(event, ToRoom | ToEveryone | SocketTakenOver):
         pipeline_a.publish_now(event)
     else:
         await pipeline_a.publish(event)

@@ -104,7 +104,7 @@ async def healthy_clients(live: Live, count: int) -> tuple[list[Client], dict[st
         client = await live.connect(None, f"healthy-{i}")
         got = received[client.name] = []
 
-        async def on_load(payload: Any) -> None:
+        async def on_load(payload: Any, *offset: Any) -> None:
             assert payload["blob"] == BLOB
             got.append(payload["n"])
 
@@ -304,7 +304,7 @@ async def writer_and_reader(live: Live) -> tuple[str, str, Client, list[int]]:
     reader = await live.connect(token, "reader")
     got: list[int] = []
 
-    async def on_created(payload: Any) -> None:
+    async def on_created(payload: Any, *offset: Any) -> None:
         got.append(payload["item"]["n"])  # not the body: memory is measured
 
     reader.sio.on("item.created", on_created)

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import socketio
+from bidict import ValueDuplicationError
 from socketio.packet import Packet
 
 from livebase.realtime import messages
@@ -78,6 +79,17 @@ class Manager(socketio.AsyncManager):  # type: ignore[misc]
 
     def part(self, sid: str, room: str) -> None:
         self.basic_leave_room(sid, NAMESPACE, room)
+
+    def pre_connect_as(self, eio_sid: str, namespace: str, sid: str) -> str | None:
+        """python-socketio's ``pre_connect`` with the sid chosen by the server (the
+        old one, when a socket recovers its session); None if already connected."""
+        try:
+            self.basic_enter_room(sid, namespace, None, eio_sid=eio_sid)
+        except ValueDuplicationError:
+            return None
+        self.basic_enter_room(sid, namespace, sid, eio_sid=eio_sid)
+        self.pending_connect.setdefault(namespace, []).append(sid)
+        return sid
 
     async def connect(self, sid: str, namespace: str) -> Any:
         result = await super().connect(sid, namespace)

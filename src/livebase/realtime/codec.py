@@ -23,8 +23,9 @@ class OrjsonCodec:
         return orjson.loads(text)
 
 
-def event_packet(event: str, payload: Any) -> eio_packet.Packet:
-    """One Engine.IO MESSAGE carrying a Socket.IO EVENT on ``/``, already encoded.
+def event_packet(event: str, payload: Any, offset: str | None = None) -> eio_packet.Packet:
+    """One Engine.IO MESSAGE carrying a Socket.IO EVENT on ``/``, already encoded,
+    with ``offset`` as its last argument when the socket recovers (:mod:`offsets`).
 
     The packet holds only its encoded form, which python-engineio's
     ``encode`` returns as its cache: sharing one object between all
@@ -32,7 +33,8 @@ def event_packet(event: str, payload: Any) -> eio_packet.Packet:
     waiting in a slow client's queue holds its bytes once, not twice.
     """
     pkt = eio_packet.Packet(eio_packet.MESSAGE)
-    pkt.encode_cache = "42" + json_bytes([event, payload]).decode()
+    arguments = [event, payload] if offset is None else [event, payload, offset]
+    pkt.encode_cache = "42" + json_bytes(arguments).decode()
     return pkt
 
 

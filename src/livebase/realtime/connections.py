@@ -18,6 +18,11 @@ class Connection:
     rooms: set[str] = field(default_factory=set)  # other rooms joined on request (item, custom)
     expiry: int | None = None  # the token-expiry timer's slot on the server's Timers
     dropped: bool = False  # a disconnect is under way
+    # Recovery (docs/realtime.md, "Reconnecting without losing events"); None: opted out.
+    pid: str | None = None  # the private session id the client presents to recover
+    sent: int = 0  # the newest change-log position written to this socket
+    start: int = 0  # the position it was brought up to when its session began
+    generation: int = 0  # how many times its session was recovered
 
     @property
     def user_id(self) -> str | None:
@@ -30,6 +35,14 @@ class Connection:
     @property
     def expires_at(self) -> datetime | None:
         return self.who.expires_at
+
+
+@dataclass(frozen=True)
+class SocketTakenOver:
+    """A reconnect recovered socket ``sid``'s session: wherever the old socket still
+    is, it goes without a word (its user never left)."""
+
+    sid: str
 
 
 class Connections:

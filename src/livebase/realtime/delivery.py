@@ -1,78 +1,221 @@
 """The second half of the event pipeline: writing packets to sockets.
 
 No asyncio task per recipient (python-socketio's ``AsyncManager.emit``
-creates one). Each payload is encoded once: as one Engine.IO packet, and,
-for WebSocket clients, as one WebSocket frame. The frame goes straight to
-the connection's transport when nothing is waiting before it
-(:meth:`session.Session.direct_transport`): no per-socket writer task, no ASGI
-message, no framing per recipient. Otherwise (long-polling, an upgrade,
-packets already queued, back-pressure) the packet joins python-engineio's
-queue, which keeps order. A socket with more packets, or more bytes, waiting
-than its bounds is a slow consumer: it is disconnected, and nobody else
-waits. Bytes, because a packet count alone let a few big events pin
-megabytes per socket; both are checked only on the queue path, as a socket
-written to directly has next to nothing waiting.
+creates one). Each payload is encoded once per form (with the offset
+recovery-capable sockets get, :mod:`offsets`, and without): as one
+Engine.IO packet, and, for WebSocket clients, as one WebSocket frame. The
+frame goes straight to the connection's transport when nothing is waiting
+before it (:meth:`session.Session.direct_transport`): no per-socket writer
+task, no ASGI message, no framing per recipient. Otherwise (long-polling,
+an upgrade, packets already queued, back-pressure) the packet joins
+python-engineio's queue, which keeps order. A socket with more packets, or
+more bytes, waiting than its bounds is a slow consumer: it is disconnected,
+and nobody else waits. Bytes, because a packet count alone let a few big
+events pin megabytes per socket; both are checked only on the queue path,
+as a socket written to directly has next to nothing waiting.
+
+A socket being brought up to date (a recovery's replay, :mod:`recovery`)
+is *held*: live events for it wait until its replay is written, and events
+the replay already covered are not written twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from livebase.realtime.codec import event_packet
+from livebase.realtime.connections import Connection
+from livebase.realtime.offsets import Progress, offset
 from livebase.realtime.router import Envelope
 from livebase.realtime.session import ws_frame
+
+
+class _Encoded:
+    """One envelope's packet and frame, made on first use."""
+
+    __slots__ = ("event", "frame", "offset", "packet", "payload", "position")
+
+    def __init__(self, event: str, payload: Any, offset: str | None, position: int | None) -> None:
+        self.event, self.payload, self.offset = event, payload, offset
+        self.position = position  # the change log entry it tells of, if any
+        self.packet: Any = None
+        self.frame: bytes | None = None
+
+    def get_packet(self) -> Any:
+        if self.packet is None:
+            self.packet = event_packet(self.event, self.payload, self.offset)
+        return self.packet
+
+    def get_frame(self) -> bytes:
+        if self.frame is None:
+            self.frame = ws_frame(self.get_packet().encode())
+        return self.frame
+
+
+@dataclass
+class _Held:
+    """A socket brought up to ``until``: the events up to there come from its replay."""
+
+    until: int
+    # Live events that arrived before the replay was written; None once it was.
+    waiting: list[Envelope] | None = field(default_factory=list)
 
 
 class Delivery:
     def __init__(
         self,
         eio_sockets: dict[str, Any],
-        eio_sid_of: Callable[[str], str | None],
+        connections: dict[str, Connection],
+        progress: Progress,
         max_queue: int,
         max_queue_bytes: int,
         drop: Callable[[str, str], None],
     ) -> None:
         self._eio_sockets = eio_sockets  # python-engineio's eio_sid -> socket table
-        self._eio_sid_of = eio_sid_of
+        self._connections = connections  # sid -> Connection
+        self._progress = progress
         self._max_queue = max_queue
         self._max_queue_bytes = max_queue_bytes
         self._drop = drop
+        self._held: dict[str, _Held] = {}
         self.delivered = 0
         self.direct = 0  # of which written straight to the transport
 
     def deliver(self, envelopes: Iterable[Envelope]) -> None:
+        connections, held = self._connections, self._held
         for envelope in envelopes:
-            packet = event_packet(envelope.event, envelope.payload)
-            frame = None
+            position = envelope.position
+            tagged = _Encoded(
+                envelope.event,
+                envelope.payload,
+                offset(self._progress.position if position is None else position),
+                position,
+            )
+            plain = None
             for sid in envelope.sids:
-                eio_sid = self._eio_sid_of(sid)
-                session = self._eio_sockets.get(eio_sid) if eio_sid else None
-                if session is None or session.closed or session.closing:
+                connection = connections.get(sid)
+                if connection is None:
                     continue
-                transport = session.direct_transport()
-                if transport is not None:
-                    if frame is None:
-                        frame = ws_frame(packet.encode())
-                    transport.write(frame)
-                    self.direct += 1
-                else:
-                    self._queue(sid, session, packet)
+                if held and sid in held and self._still_held(sid, envelope):
                     continue
-                self.delivered += 1
+                if connection.pid is not None:
+                    self._write(connection, tagged)
+                    continue
+                if plain is None:
+                    plain = _Encoded(envelope.event, envelope.payload, None, position)
+                self._write(connection, plain)
 
-    def _queue(self, sid: str, session: Any, packet: Any) -> None:
+    # -- bringing a socket up to date ----------------------------------------------------
+
+    def hold(self, sid: str, until: int) -> None:
+        """Keep live events for ``sid`` until :meth:`release`: its replay, up to
+        ``until``, comes first. Holding again moves ``until`` on."""
+        state = self._held.get(sid)
+        if state is not None and state.waiting is not None:
+            state.until = until
+        else:
+            self._held[sid] = _Held(until)
+
+    def bring_up(self, sid: str, until: int) -> None:
+        """``sid`` needs no replay but is up to ``until``, past this process: events up
+        to there are not its own (they came before it), offsets start there."""
+        if until > self._progress.position:
+            self._held[sid] = _Held(until, waiting=None)
+
+    def replay(self, sid: str, envelopes: Iterable[Envelope]) -> None:
+        """Write a held socket's replayed events (each with its own position)."""
+        connection = self._connections.get(sid)
+        if connection is None:
+            return
+        for envelope in envelopes:
+            position = envelope.position
+            tag = None if position is None or connection.pid is None else offset(position)
+            self._write(connection, _Encoded(envelope.event, envelope.payload, tag, position))
+
+    def release(self, sid: str) -> None:
+        """The replay is written: write what waited meanwhile, then deliver as usual."""
+        state = self._held.get(sid)
+        if state is None or state.waiting is None:
+            return
+        waiting, state.waiting = state.waiting, None
+        connection = self._connections.get(sid)
+        mark = state.until
+        for envelope in waiting:
+            position = envelope.position
+            if position is not None:
+                if position <= state.until:
+                    continue  # the replay had it
+                mark = position
+            if connection is not None:
+                tag = offset(mark) if connection.pid is not None else None
+                self._write(connection, _Encoded(envelope.event, envelope.payload, tag, position))
+        if self._progress.position >= state.until:
+            del self._held[sid]
+
+    def forget(self, sid: str) -> None:
+        self._held.pop(sid, None)
+
+    def brought_up_to(self, sid: str) -> int | None:
+        """The position ``sid`` has been brought up to; None while its replay waits."""
+        state = self._held.get(sid)
+        if state is None:
+            return self._progress.position
+        if state.waiting is not None:
+            return None
+        return max(state.until, self._progress.position)
+
+    def _still_held(self, sid: str, envelope: Envelope) -> bool:
+        """Whether the held socket ``sid`` is done with ``envelope`` (kept or skipped)."""
+        state = self._held[sid]
+        if state.waiting is not None:
+            if len(state.waiting) >= self._max_queue:
+                self._drop(sid, f"{self._max_queue} events arrived during its recovery")
+            else:
+                state.waiting.append(envelope)
+            return True
+        position = envelope.position
+        if position is not None and position <= state.until:
+            return True  # came before the socket, or its replay had it
+        if self._progress.position >= state.until:
+            del self._held[sid]  # this process has caught up with the socket
+            return False
+        if position is None:
+            connection = self._connections[sid]
+            tag = offset(state.until) if connection.pid is not None else None
+            self._write(connection, _Encoded(envelope.event, envelope.payload, tag, None))
+            return True
+        return False
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _write(self, connection: Connection, encoded: _Encoded) -> None:
+        session = self._eio_sockets.get(connection.eio_sid)
+        if session is None or session.closed or session.closing:
+            return
+        transport = session.direct_transport()
+        if transport is not None:
+            transport.write(encoded.get_frame())
+            self.direct += 1
+        elif not self._queue(connection.sid, session, encoded.get_packet()):
+            return
+        self.delivered += 1
+        if encoded.position is not None:
+            connection.sent = encoded.position
+
+    def _queue(self, sid: str, session: Any, packet: Any) -> bool:
         queue = session.queue
         if queue.qsize() >= self._max_queue:
             self._drop(
                 sid, f"slow consumer: {queue.qsize()} packets waiting (bound {self._max_queue})"
             )
-            return
+            return False
         # Past the bound before this packet, not with it: one event bigger than
         # the bound still reaches a client that has kept up.
         reason = session.over_bytes(self._max_queue_bytes)
         if reason is not None:
             self._drop(sid, reason)
-            return
+            return False
         session.push(packet)
-        self.delivered += 1
+        return True

@@ -23,6 +23,7 @@ class ToRoom:
     room: str
     event: str
     payload: Any
+    position: int | None = None  # the change log entry it tells of (notifications)
 
 
 @dataclass(frozen=True)
@@ -40,4 +41,6 @@ def notification_emit(event: NotificationChanged) -> ToRoom:
         "notification": {name: note.get(name) for name in NOTIFICATION_FIELDS},
         "timestamp": event.timestamp,
     }
-    return ToRoom(user_room(note["userId"]), f"notification.{event.action}", payload)
+    return ToRoom(
+        user_room(note["userId"]), f"notification.{event.action}", payload, event.position
+    )

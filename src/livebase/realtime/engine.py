@@ -17,6 +17,10 @@ candidate for an upstream report:
   ``test_memory``);
 - a slow consumer's session keeps its backlog (and its writer, blocked in a
   write) until the heartbeat notices (``test_slow_consumer``);
+- python-socketio picks a new sid before the connect handler runs and
+  answers CONNECT with ``{sid}`` alone; a recovered session keeps its sid
+  and the reply carries its private id (``_handle_connect``;
+  ``test_recovery``);
 - python-engineio keeps four asyncio tasks per WebSocket session and does
   not keep the session's WebSocket, which the delivery stage needs to write
   frames directly: its sessions are :class:`session.Session` (every realtime
@@ -26,11 +30,14 @@ candidate for an upstream report:
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
 from engineio import async_socket
 from engineio.payload import Payload
+from socketio import packet
 
 from livebase.realtime.codec import nested_deeper_than
 from livebase.realtime.session import Session
@@ -44,10 +51,74 @@ _STILL_READ = ("asgi.scope", "asgi.receive", "asgi.send", "REMOTE_ADDR")
 Payload.max_decode_packets = max(Payload.max_decode_packets, 1024)
 
 
+@dataclass(frozen=True)
+class Admission:
+    """A connect the server accepts: the socket's sid and, if it recovers, its private id."""
+
+    sid: str
+    pid: str | None
+
+
+# (eio_sid, environ, auth) -> Admission, or raises ConnectionRefusedError.
+Admit = Callable[[str, dict[str, Any], Any], Awaitable[Admission]]
+Abandon = Callable[[str], Awaitable[None]]  # an admitted sid whose client went meanwhile
+
+
 class EngineWorkarounds(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *, max_payload_depth: int, **options: Any) -> None:
         super().__init__(**options)
         self.max_payload_depth = max_payload_depth
+        # Who may connect, and as which sid; None while the server starts.
+        self.admit: Admit | None = None
+        self.abandon: Abandon | None = None
+        self._admitting: set[str] = set()
+
+    async def _handle_connect(self, eio_sid: str, namespace: Any, data: Any) -> None:
+        """python-socketio's, with the sid and the reply chosen by :attr:`admit`.
+
+        The sid is picked after the connect handler decides (a recovered
+        socket keeps its old one), the reply is ``{sid, pid}`` for sockets
+        that recover, and a client's ``42["connect"]`` event never reaches
+        the handler (no ``connect`` event handler is registered).
+        """
+        namespace = namespace or "/"
+        refusal: Any = "Unable to connect"
+        if namespace == "/" and self.admit is None:
+            refusal = {"message": "server is starting"}
+        busy = eio_sid in self._admitting or self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if namespace != "/" or self.admit is None or busy or eio_sid not in self.environ:
+            await self._send_packet(
+                eio_sid, self.packet_class(packet.CONNECT_ERROR, data=refusal, namespace=namespace)
+            )
+            return
+        self._admitting.add(eio_sid)
+        try:
+            admission = await self.admit(eio_sid, self.environ[eio_sid], data)
+        except socketio.exceptions.ConnectionRefusedError as exc:
+            refusal = exc.error_args
+        except ConnectionRefusedError:
+            refusal = {"message": "Connection refused by server"}
+        else:
+            refusal = None
+        finally:
+            self._admitting.discard(eio_sid)
+        if refusal is not None:
+            await self._send_packet(
+                eio_sid, self.packet_class(packet.CONNECT_ERROR, data=refusal, namespace=namespace)
+            )
+            return
+        sid = None
+        if eio_sid in self.environ:  # still there after the handler's awaits
+            sid = self.manager.pre_connect_as(eio_sid, namespace, admission.sid)
+        if sid is None:
+            if self.abandon is not None:
+                await self.abandon(admission.sid)
+            return
+        reply = {"sid": sid} if admission.pid is None else {"sid": sid, "pid": admission.pid}
+        await self._send_packet(
+            eio_sid, self.packet_class(packet.CONNECT, reply, namespace=namespace)
+        )
+        await self.manager.connect(sid, namespace)
 
     async def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
         problem = self._event_problem(data)

@@ -8,10 +8,12 @@ other processes (:mod:`messages`) and to which of them (:class:`Spread`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from livebase.realtime import messages
 from livebase.realtime.authorization import LiveAuthorization
+from livebase.realtime.connections import SocketTakenOver
 from livebase.realtime.delivery import Delivery
 from livebase.realtime.emits import ToEveryone, ToRoom, notification_emit
 from livebase.realtime.pipeline import EVERY_PROCESS_CONFIRMED, EventKind, Spread
@@ -31,6 +33,7 @@ def event_kinds(
     delivery: Delivery,
     authorization: LiveAuthorization,
     registry: CollectionRegistry,
+    taken_over: Callable[[SocketTakenOver], None],
 ) -> list[EventKind[Any]]:
     deliver = delivery.deliver
 
@@ -39,7 +42,7 @@ def event_kinds(
             deliver(router.change(event))
 
     def to_room(emit: ToRoom) -> None:
-        deliver(router.to_room(emit.room, emit.event, emit.payload))
+        deliver(router.to_room(emit.room, emit.event, emit.payload, emit.position))
 
     return [
         EventKind(
@@ -90,6 +93,13 @@ def event_kinds(
             decode=messages.permissions_event,
             spread=lambda event: EVERY_PROCESS_CONFIRMED,
             on_arrival=authorization.permissions_arrived,
+        ),
+        EventKind(
+            SocketTakenOver,
+            taken_over,
+            encode=messages.takeover,
+            message=messages.TAKEOVER,
+            decode=messages.takeover_event,
         ),
     ]
 

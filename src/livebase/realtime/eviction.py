@@ -4,11 +4,14 @@ Sockets go when their session is revoked, their token expires, their user
 is deleted or suspended, or they read too slowly (a slow consumer, found by
 :mod:`delivery` or by a session's byte bound). A slow consumer's session is
 aborted as well: it would never read its backlog, nor the goodbye behind it.
+A socket whose session a reconnect recovered goes without a goodbye.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from livebase.realtime.cluster import NAMESPACE
 from livebase.realtime.connections import Connections
@@ -40,6 +43,14 @@ class Eviction:
         connection.dropped = True
         _log.warning("disconnecting socket %s (user %s): %s", sid, connection.user_id, reason)
         self._tasks.spawn(self._disconnect(sid, connection.eio_sid, abort))
+
+    def end_quietly(self, eio_sid: str) -> None:
+        """End an Engine.IO session whose socket python-socketio already forgot."""
+        self._tasks.spawn(self._sio.abort_session(eio_sid))
+
+    def later(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Finish what a disconnect started, in the background."""
+        self._tasks.spawn(work)
 
     def drop_slow_consumer(self, sid: str, reason: str) -> None:
         self.drop(sid, reason, abort=True)

@@ -54,12 +54,40 @@ class Memberships:
         """In a cluster: hear of these collections' changes made elsewhere, from now on."""
         await self._manager.want(collections)
 
-    def enter(self, connection: Connection, collections: list[str]) -> None:
-        """A socket has just connected: its own user room and its auto-joined collections."""
+    def enter(
+        self, connection: Connection, collections: list[str], rooms: list[str] | None = None
+    ) -> None:
+        """A socket has just connected: its own user room, its auto-joined collections
+        and, when it recovered its session, the rooms it had (:meth:`still_allowed`)."""
         if connection.user_id is not None:
             self._manager.join(connection.sid, user_room(connection.user_id))
         for collection in collections:
             self.join_collection(connection, collection)
+        for room in rooms or ():
+            self._manager.join(connection.sid, room)
+            if _counted(connection, room):
+                connection.rooms.add(room)
+
+    async def still_allowed(
+        self, connection: Connection, collections: list[str], rooms: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Of a recovered session's rooms, those ``connection`` may be in now (rights
+        and validators asked again), with the collections it auto-joins now."""
+        kept = [c for c in collections if self._audience.read_scope(connection, c) is not None]
+        kept += [c for c in self.auto_joined(connection) if c not in kept]
+        allowed = []
+        for room in rooms[: self._max_rooms]:
+            try:
+                await self._rules.check_join(connection, room)
+            except RoomRefused:
+                continue
+            allowed.append(room)
+        return kept, allowed
+
+    @staticmethod
+    def channels(collections: list[str], rooms: list[str]) -> set[str]:
+        """The collections whose changes a process must hear of for these rooms."""
+        return set(collections) | {room.split(":", 2)[1] for room in rooms if room.startswith(ITEM)}
 
     def forget(self, connection: Connection) -> None:
         """A socket is gone: python-socketio forgets its rooms, the audience its scopes."""

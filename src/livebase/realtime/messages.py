@@ -22,6 +22,7 @@ import contextlib
 from typing import Any
 
 from livebase import encoding
+from livebase.realtime.connections import SocketTakenOver
 from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.services.errors import ServiceError
 from livebase.services.events import (
@@ -49,6 +50,7 @@ ROOM = "room"  # an event for the sockets of one room (services.socket, presence
 EVERYONE = "everyone"  # an event for every socket (services.socket.broadcast)
 REVOKE = "revoke"  # a session ended: its sockets go (SessionRevoked)
 PERMISSIONS = "permissions"  # a role's permissions changed (PermissionsChanged)
+TAKEOVER = "takeover"  # a reconnect recovered a socket's session (SocketTakenOver)
 # The cluster's own bookkeeping.
 ACK = "ack"  # "I handled your message {confirm}", to the process that asked
 # python-socketio's API on another process's sockets (sio.emit, enter_room, ...).
@@ -191,6 +193,14 @@ def permissions_event(message: Message) -> PermissionsChanged:
 
 
 # -- confirmations -----------------------------------------------------------------------
+
+
+def takeover(event: SocketTakenOver) -> Message:
+    return _message(TAKEOVER, sid=event.sid)
+
+
+def takeover_event(message: Message) -> SocketTakenOver:
+    return SocketTakenOver(str(message["sid"]))
 
 
 def confirmed(message: Message, ident: str) -> Message:

@@ -21,6 +21,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from livebase.realtime.cluster import Manager
 from livebase.realtime.messages import Message
+from livebase.realtime.offsets import Progress
 
 _log = logging.getLogger("livebase.realtime")
 E = TypeVar("E")
@@ -60,9 +61,12 @@ class EventKind(Generic[E]):
 
 
 class Pipeline:
-    def __init__(self, kinds: Iterable[EventKind[Any]], manager: Manager) -> None:
+    def __init__(
+        self, kinds: Iterable[EventKind[Any]], manager: Manager, progress: Progress
+    ) -> None:
         self._manager = manager
-        self._position = 0  # the last change log position handled here
+        self._position = 0  # the last change log position taken up here
+        self._progress = progress  # ... and the last one handled to the end
         self._by_type: dict[type, EventKind[Any]] = {}
         self._by_message: dict[str, EventKind[Any]] = {}
         for kind in kinds:
@@ -75,9 +79,7 @@ class Pipeline:
         if self._seen(event):
             return
         kind = self._by_type[type(event)]
-        handled = kind.handle(event)
-        if handled is not None:
-            await handled
+        await self._handle(kind, event)
         if kind.encode is None or not self._manager.clustered:
             return
         spread = kind.spread(event)
@@ -109,9 +111,22 @@ class Pipeline:
             return
         if kind.on_arrival is not None:
             await kind.on_arrival(event)
+        await self._handle(kind, event)
+
+    def start_at(self, position: int) -> None:
+        """Positions up to ``position`` were handled before this process started."""
+        self._position = max(self._position, position)
+        self._progress.position = max(self._progress.position, position)
+
+    async def _handle(self, kind: EventKind[Any], event: Any) -> None:
         handled = kind.handle(event)
         if handled is not None:
             await handled
+        position = getattr(event, "position", None)
+        if position is not None:
+            # No await between the last write and this: an event sent to a
+            # socket meanwhile carries the offset before this one.
+            self._progress.position = position
 
     def _seen(self, event: Any) -> bool:
         """Whether ``event`` comes from a change log position already handled here.

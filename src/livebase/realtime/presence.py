@@ -66,7 +66,11 @@ class Presence:
         self._leaving: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def arrived(self, user_id: str, sid: str, sockets_now: int) -> None:
+    async def arrived(
+        self, user_id: str, sid: str, sockets_now: int, *, announce: bool = True
+    ) -> None:
+        """A socket of ``user_id`` is in; without ``announce`` (it took over a socket
+        still connected) the user was online all along."""
         pending = self._leaving.pop(user_id, None)
         if pending is not None:
             pending.cancel()  # back within the grace: still online, say nothing
@@ -74,7 +78,7 @@ class Presence:
         if sockets_now != 1:
             return
         first = await self._shared.first(user_id) if self._shared else None
-        if first is not False:
+        if first is not False and announce:
             self._announce(
                 PRESENCE, "user.connected", stamped({"userId": user_id, "socketId": sid})
             )
@@ -84,6 +88,11 @@ class Presence:
             return
         loop = asyncio.get_running_loop()
         self._leaving[user_id] = loop.call_later(self._grace, self._gone, user_id, sid)
+
+    async def moved_away(self, user_id: str, sockets_now: int) -> None:
+        """A socket of ``user_id`` went on in another one (a recovery): no word of it."""
+        if sockets_now == 0 and user_id not in self._leaving and self._shared is not None:
+            await self._shared.last(user_id)
 
     def _gone(self, user_id: str, sid: str) -> None:
         self._leaving.pop(user_id, None)

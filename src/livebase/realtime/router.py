@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from livebase.realtime.audience import Audience
-from livebase.realtime.connections import Connections
+from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.rooms import item_room, user_room
 from livebase.services.events import ChangeEvent, FileChanged
 from livebase.services.registry import CollectionRegistry
@@ -40,6 +40,7 @@ class Envelope:
     event: str
     payload: Any
     sids: Sized[str]
+    position: int | None = None  # the change log entry it tells of; None: not a logged change
 
 
 class Router:
@@ -70,27 +71,41 @@ class Router:
         extra = self._item_room_only(event)
         writer = self._sids_of_user(event.user_id)
         envelopes = []
-        name = ITEM_EVENTS[event.action]
+        name, position = ITEM_EVENTS[event.action], event.position
         for scope, sids in (*groups.items(), *extra.items()):
             view = self._audience.view(collection, scope)
             if not view.matches(event.item):
                 continue
-            payload = {
-                "collection": event.collection,
-                "item": view.project(event.item),
-                "userId": event.user_id,
-                "timestamp": event.timestamp,
-            }
+            payload = _item_payload(event, view.project(event.item))
             if ITEM_WRITER_FIELD in view.fields:
-                envelopes.append(Envelope(name, payload, sids))
+                envelopes.append(Envelope(name, payload, sids, position))
                 continue
             own = writer.intersection(sids)
             if own:
-                envelopes.append(Envelope(name, payload, own))
+                envelopes.append(Envelope(name, payload, own, position))
             others = set(sids) - own if own else sids
             if others:
-                envelopes.append(Envelope(name, {**payload, "userId": None}, others))
+                envelopes.append(Envelope(name, {**payload, "userId": None}, others, position))
         return envelopes
+
+    def change_for(self, connection: Connection, event: ChangeEvent) -> Envelope | None:
+        """:meth:`change` for one socket, from the rooms it holds (a recovery's replay)."""
+        collection = self._registry.peek(event.collection)
+        if collection is None or not collection.realtime or event.collection in self._excluded:
+            return None
+        listening = event.collection in connection.collections or (
+            item_room(event.collection, event.key) in connection.rooms
+        )
+        scope = self._audience.read_scope(connection, event.collection) if listening else None
+        if scope is None:
+            return None
+        view = self._audience.view(collection, scope)
+        if not view.matches(event.item):
+            return None
+        payload = _item_payload(event, view.project(event.item))
+        if ITEM_WRITER_FIELD not in view.fields and connection.user_id != event.user_id:
+            payload["userId"] = None
+        return Envelope(ITEM_EVENTS[event.action], payload, (connection.sid,), event.position)
 
     def _sids_of_user(self, user_id: str | None) -> set[str]:
         return set(self.members(user_room(user_id))) if user_id else set()
@@ -117,19 +132,40 @@ class Router:
         row = event.file
         cuts = self._file_readers(row)  # sid -> (file fields, whether the writer is shown)
         uploader = row.get(FILE_WRITER_FIELD)
-        own = FILE_EVENT_FIELDS if event.action == "uploaded" else ("id",)
         for sid in self._sids_of_user(str(uploader) if uploader else None):
-            fields, shown = cuts.get(sid, ((), False))
-            cuts[sid] = (tuple(f for f in FILE_EVENT_FIELDS if f in fields or f in own), shown)
+            cuts[sid] = _with_uploaders_fields(event, cuts.get(sid, ((), False)))
         for sid in self._sids_of_user(event.user_id).intersection(cuts):
             cuts[sid] = (cuts[sid][0], True)
         by_cut: dict[tuple[tuple[str, ...], bool], list[str]] = {}
         for sid, cut in cuts.items():
             by_cut.setdefault(cut, []).append(sid)
         return [
-            Envelope(f"file.{event.action}", self._file_payload(event, *cut), sids)
+            Envelope(f"file.{event.action}", self._file_payload(event, *cut), sids, event.position)
             for cut, sids in by_cut.items()
         ]
+
+    def file_for(self, connection: Connection, event: FileChanged) -> Envelope | None:
+        """:meth:`file` for one socket (a recovery's replay)."""
+        files = self._registry.peek("files")
+        cut: tuple[tuple[str, ...], bool] | None = None
+        scope = None
+        if files is not None and "files" in connection.collections:
+            scope = self._audience.read_scope(connection, "files")
+        if files is not None and scope is not None:
+            view = self._audience.view(files, scope)
+            if view.matches(event.file):
+                fields = tuple(f for f in FILE_EVENT_FIELDS if f in view.fields)
+                cut = (fields, FILE_WRITER_FIELD in view.fields)
+        user = connection.user_id
+        uploader = event.file.get(FILE_WRITER_FIELD)
+        if user is not None and uploader is not None and str(uploader) == user:
+            cut = _with_uploaders_fields(event, cut or ((), False))
+        if cut is None:
+            return None
+        if user is not None and user == event.user_id:
+            cut = (cut[0], True)
+        payload = self._file_payload(event, *cut)
+        return Envelope(f"file.{event.action}", payload, (connection.sid,), event.position)
 
     def _file_readers(self, row: dict[str, Any]) -> dict[str, tuple[tuple[str, ...], bool]]:
         files = self._registry.peek("files")
@@ -152,15 +188,36 @@ class Router:
             "timestamp": event.timestamp,
         }
 
-    def to_room(self, room: str, event: str, payload: Any) -> list[Envelope]:
+    def to_room(
+        self, room: str, event: str, payload: Any, position: int | None = None
+    ) -> list[Envelope]:
         members = self.members(room)
-        return [Envelope(event, payload, list(members))] if members else []
+        return [Envelope(event, payload, list(members), position)] if members else []
 
     def to_sid(self, sid: str, event: str, payload: Any) -> list[Envelope]:
         return [Envelope(event, payload, (sid,))]
 
     def to_everyone(self, event: str, payload: Any) -> list[Envelope]:
         return [Envelope(event, payload, list(self._connections.by_sid))]
+
+
+def _item_payload(event: ChangeEvent, item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "collection": event.collection,
+        "item": item,
+        "userId": event.user_id,
+        "timestamp": event.timestamp,
+    }
+
+
+def _with_uploaders_fields(
+    event: FileChanged, cut: tuple[tuple[str, ...], bool]
+) -> tuple[tuple[str, ...], bool]:
+    """What the uploader's sockets see of their file: on upload all of the event's
+    fields (the upload's response gave them the record), later at least the id."""
+    own = FILE_EVENT_FIELDS if event.action == "uploaded" else ("id",)
+    fields, shown = cut
+    return tuple(f for f in FILE_EVENT_FIELDS if f in fields or f in own), shown
 
 
 def stamped(payload: dict[str, Any]) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 :class:`Realtime` builds the parts and connects them; it holds no rules.
 
-- :mod:`requests`: what clients ask (connect, disconnect, join, leave,
-  events of extensions);
+- :mod:`lifecycle`: sockets connecting (new, or recovering their session
+  through :mod:`recovery`) and going;
+- :mod:`requests`: what clients ask (join, leave, events of extensions);
 - :mod:`pipeline` driven by :mod:`event_kinds`: every event, from the
   services' event bus or another process, through :mod:`router` (who gets
   which payload) and :mod:`delivery` (writing to sockets);
@@ -19,6 +20,7 @@ Nothing else writes to sockets.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,28 +32,41 @@ from livebase.realtime.audience import Audience
 from livebase.realtime.authorization import LiveAuthorization
 from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.codec import OrjsonCodec
-from livebase.realtime.connections import Connections
+from livebase.realtime.connections import Connection, Connections, SocketTakenOver
 from livebase.realtime.delivery import Delivery
 from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.realtime.engine import EngineWorkarounds
 from livebase.realtime.event_kinds import event_kinds
 from livebase.realtime.eviction import Eviction
+from livebase.realtime.lifecycle import SocketLifecycle
 from livebase.realtime.memberships import Memberships
 from livebase.realtime.nodes import HEARTBEAT, NodeDirectory
+from livebase.realtime.offsets import Progress
 from livebase.realtime.pipeline import Pipeline
 from livebase.realtime.presence import Presence, SharedPresence
 from livebase.realtime.pubsub.base import PubSub
 from livebase.realtime.pubsub.memory import MemoryPubSub
 from livebase.realtime.pubsub.redis import RedisPubSub
+from livebase.realtime.recovery import Recovery
+from livebase.realtime.replay import Replay
 from livebase.realtime.requests import ClientRequests, ExtensionEvents
 from livebase.realtime.rooms import RoomRules
 from livebase.realtime.router import Router
 from livebase.realtime.service import EventHandler, SocketService
 from livebase.realtime.stats import RealtimeStats
+from livebase.realtime.stored_sessions import (
+    RENEW_EVERY,
+    RedisSessions,
+    SessionBook,
+    SessionStore,
+)
 from livebase.realtime.tasks import TaskSet
 from livebase.realtime.timers import Timers
 from livebase.services.container import Services
 from livebase.settings import Settings
+from livebase.storage.socket_sessions import DatabaseSessions
+
+_log = logging.getLogger("livebase.realtime")
 
 
 class Realtime:
@@ -71,10 +86,11 @@ class Realtime:
             logger=False,
             engineio_logger=False,
         )
-        self.sio.on("connect", _refuse_while_starting)  # until attach() takes over
+        # Until attach() sets ``sio.admit``, connects are refused: "server is starting".
         # Heartbeats (in the Engine.IO sessions) and token expiries share one set of timers.
         self.timers = self.sio.eio.timers = Timers()
         self.connections = Connections()
+        self.progress = Progress()
         self._tasks = TaskSet()
         self.eviction = Eviction(
             self.sio, self.connections, self._tasks, settings.SOCKET_MAX_QUEUE_BYTES
@@ -113,7 +129,8 @@ class Realtime:
         )
         self.delivery = Delivery(
             self.sio.eio.sockets,
-            self._eio_sid_of,
+            self.connections.by_sid,
+            self.progress,
             settings.SOCKET_MAX_QUEUE,
             settings.SOCKET_MAX_QUEUE_BYTES,
             self.eviction.drop_slow_consumer,
@@ -129,9 +146,11 @@ class Realtime:
             self.timers,
             tell,
         )
-        self._pipeline = Pipeline(
-            event_kinds(router, self.delivery, authorization, services.registry), self._manager
+        kinds = event_kinds(
+            router, self.delivery, authorization, services.registry, self._taken_over
         )
+        self._pipeline = Pipeline(kinds, self._manager, self.progress)
+        self._pipeline.start_at(await services.relay.log.published())
         pubsub: PubSub = MemoryPubSub(self.node_id)  # one process: nothing crosses
         if services.redis is not None:
             pubsub = RedisPubSub(services.redis, settings.SOCKET_REDIS_KEY, self.node_id)
@@ -142,7 +161,21 @@ class Realtime:
             shared = SharedPresence(services.redis, self.node_id, nodes.prefix)
         self._stats = RealtimeStats(self._manager, self.connections, self.delivery, nodes)
         presence = Presence(settings.SOCKET_PRESENCE_GRACE, self.publish_to_room, shared)
-        self._requests = ClientRequests(
+        recovery = None
+        if settings.SOCKET_RECOVERY_WINDOW > 0:
+            store: SessionStore = DatabaseSessions(services.db)
+            if services.redis is not None:
+                store = RedisSessions(services.redis)
+            recovery = Recovery(
+                SessionBook(store, settings.SOCKET_RECOVERY_WINDOW),
+                Replay(services.relay, router, settings.SOCKET_RECOVERY_MAX_EVENTS),
+                services.relay.log,
+                memberships,
+                self.progress,
+                lambda: self._manager.clustered,
+            )
+            self._tasks.spawn(self._renew_sessions(recovery.book))
+        self._lifecycle = SocketLifecycle(
             self.sio,
             self._manager,
             self.connections,
@@ -150,12 +183,17 @@ class Realtime:
             memberships,
             authorization,
             presence,
-            tell,
+            self.delivery,
+            recovery,
+            self.eviction,
             allow_anonymous=settings.SOCKET_ALLOW_ANONYMOUS,
         )
-        self._requests.register()
+        self._lifecycle.take_over = self._pipeline.publish_now
+        self._lifecycle.register()
+        rooms_changed = recovery.book.save if recovery is not None else _nothing
+        ClientRequests(self.sio, self.connections, memberships, rooms_changed).register()
         unsubscribe = services.events.subscribe(self._pipeline.publish)
-        self._attached = _Attached(nodes, presence, unsubscribe)
+        self._attached = _Attached(nodes, presence, unsubscribe, recovery)
         if nodes is not None:
             await self._stats.beat()
             self._tasks.spawn(self._heartbeat(memberships))
@@ -167,6 +205,8 @@ class Realtime:
             attached.presence.close()
         for sid in list(self.connections.by_sid):
             await self.sio.disconnect(sid)
+        if attached is not None and attached.recovery is not None:
+            await attached.recovery.book.close()  # the sessions of the sockets just closed
         self._tasks.cancel()
         await self._manager.stop()
         if attached is not None and attached.nodes is not None:
@@ -202,7 +242,19 @@ class Realtime:
             await self._stats.beat()
             await memberships.keep_only_listened()
 
+    async def _renew_sessions(self, book: SessionBook) -> None:
+        """Connected sockets' stored sessions stay recoverable; expired ones go."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                await book.renew(list(self.connections.by_sid.values()))
+            except Exception:
+                _log.exception("renewing the stored socket sessions failed")
+
     # -- plumbing -----------------------------------------------------------------------
+
+    def _taken_over(self, event: SocketTakenOver) -> None:
+        self._lifecycle.taken_over(event)
 
     def _tell(self, sid: str, event: str, payload: Any) -> None:
         """Send one socket an event of its own (``connected``, ``session.expired``)."""
@@ -212,10 +264,6 @@ class Realtime:
         rooms: dict[str | None, Any] = self._manager.rooms.get(NAMESPACE, {})
         return rooms
 
-    def _eio_sid_of(self, sid: str) -> str | None:
-        connection = self.connections.by_sid.get(sid)
-        return connection.eio_sid if connection else None
-
 
 @dataclass(frozen=True)
 class _Attached:
@@ -224,7 +272,8 @@ class _Attached:
     nodes: NodeDirectory | None
     presence: Presence
     unsubscribe: Callable[[], None]
+    recovery: Recovery | None
 
 
-async def _refuse_while_starting(sid: str, environ: Any = None, auth: Any = None) -> None:
-    raise socketio.exceptions.ConnectionRefusedError("server is starting")
+def _nothing(connection: Connection) -> None:
+    return None

@@ -188,23 +188,36 @@ class ChangeLog:
 
     async def after(self, position: int, limit: int = BATCH) -> list[Entry]:
         """The positioned entries after ``position``, in order, at most ``limit``."""
-        rows: Any
-        if self._sqlite is not None:
-            rows = await self._sqlite.read(position, limit)
-        elif self.postgres is not None:
+        if self.postgres is not None:
             rows = await self.postgres.fetch(_POSTGRES_READ, position, limit)
-        else:
-            async with self._db.connect() as conn:
-                result = await conn.execute(
-                    text(_READ[self._db.dialect]), {"after": position, "limit": limit}
-                )
-                rows = result.all()
-        return [_entry(row) for row in rows]
+            return [_entry(row) for row in rows]
+        return await self.read(position, limit)
+
+    async def read(self, position: int, limit: int = BATCH) -> list[Entry]:
+        """:meth:`after`, for readers other than the relay (a recovery's replay): on
+        PostgreSQL through the pool, as the relay's connection serves one query at a time."""
+        if self._sqlite is not None:
+            return [_entry(row) for row in await self._sqlite.read(position, limit)]
+        async with self._db.connect() as conn:
+            result = await conn.execute(
+                text(_READ[self._db.dialect]), {"after": position, "limit": limit}
+            )
+            return [_entry(row) for row in result.all()]
 
     async def last_position(self) -> int:
         async with self._db.connect() as conn:
             value = await conn.scalar(text("SELECT max(position) FROM livebase_changes"))
         return int(value or 0)
+
+    async def bounds(self) -> tuple[int, int]:
+        """The oldest and newest positions the log holds (0, 0 when empty)."""
+        async with self._db.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT min(position), max(position) FROM livebase_changes")
+                )
+            ).one()
+        return int(row[0] or 0), int(row[1] or 0)
 
     async def prune(self, before: datetime, published: int, limit: int = 1000) -> int:
         """Delete up to ``limit`` of the oldest entries, if published and older than

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from livebase.storage import capture, changelog, system
+from livebase.storage import capture, changelog, socket_sessions, system
 from livebase.storage.database import AdvisoryLock, Database
 from livebase.storage.types import utcnow
 
@@ -46,8 +46,12 @@ async def _v2_change_log(conn: AsyncConnection) -> None:
     await capture.install(conn)
 
 
+async def _v3_socket_sessions(conn: AsyncConnection) -> None:
+    await socket_sessions.create_table(conn)
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
-MIGRATIONS: list[Migration] = [_v1_system_tables, _v2_change_log]
+MIGRATIONS: list[Migration] = [_v1_system_tables, _v2_change_log, _v3_socket_sessions]
 
 
 MIGRATION_LOCK = AdvisoryLock.MIGRATION

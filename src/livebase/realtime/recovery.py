@@ -1,0 +1,158 @@
+"""Connection state recovery: a reconnecting socket gets its session back and
+every event it missed (docs/realtime.md, "Reconnecting without losing events").
+
+socket.io-client ≥ 4.6 speaks the protocol already: the CONNECT reply gives
+it a private session id (``pid``), every event ends with an offset
+(:mod:`offsets`), and a reconnect sends both back. If the session is
+stored (:mod:`stored_sessions`), belongs to the same user, went less than
+``SOCKET_RECOVERY_WINDOW`` seconds ago and the log still holds what came
+after the offset, the socket comes back with the same sid and pid, its
+rooms re-checked, and the events it missed replayed (:mod:`replay`) before
+any newer one. Otherwise the reconnect is a new session, and ``connected``
+says ``recovered: false``: nothing is replayed partially.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from livebase.realtime.connections import Connection
+from livebase.realtime.memberships import Memberships
+from livebase.realtime.offsets import Progress, position_of
+from livebase.realtime.replay import Replay, TooMany
+from livebase.realtime.router import Envelope
+from livebase.realtime.stored_sessions import Record, SessionBook
+from livebase.services.accountability import Accountability
+from livebase.storage.changelog import ChangeLog
+
+_log = logging.getLogger("livebase.realtime")
+
+PID_BYTES = 18  # 144 random bits
+_PID_LENGTH = len(secrets.token_urlsafe(PID_BYTES))
+
+
+def new_pid() -> str:
+    return secrets.token_urlsafe(PID_BYTES)
+
+
+@dataclass
+class Recovered:
+    """A recovered session, between the handshake and the socket's first event."""
+
+    connection: Connection
+    record: Record
+    collections: list[str]  # the rooms it may still be in
+    rooms: list[str]
+    offset: int  # the client's
+    until: int  # the replay reaches this position
+    missed: list[Envelope] = field(default_factory=list)
+
+
+class Recovery:
+    def __init__(
+        self,
+        book: SessionBook,
+        replay: Replay,
+        log: ChangeLog,
+        memberships: Memberships,
+        progress: Progress,
+        clustered: Callable[[], bool],
+    ) -> None:
+        self.book = book
+        self.replay = replay
+        self._log = log
+        self._memberships = memberships
+        self._progress = progress
+        self._clustered = clustered
+
+    async def starting_point(self) -> int:
+        """The position a new socket starts at: all this process has handled; in a
+        cluster, all that is logged (this process hears only of the collections
+        its sockets listen to, so its own position may lag)."""
+        position = self._progress.position
+        if self._clustered():
+            try:
+                position = max(position, await self._log.last_position())
+            except Exception:
+                _log.exception("reading the change log's newest position failed")
+        return position
+
+    async def recover(
+        self, who: Accountability, auth: dict[str, Any], eio_sid: str
+    ) -> Recovered | None:
+        """The session ``auth`` asks back, ready to enter its rooms; None to start afresh."""
+        try:
+            return await self._recover(who, auth, eio_sid)
+        except (_NotRecoverable, TooMany) as exc:
+            _log.info("recovery refused for user %s: %s", who.user_id, exc)
+            return None
+
+    async def _recover(self, who: Accountability, auth: dict[str, Any], eio_sid: str) -> Recovered:
+        pid, offset = auth.get("pid"), position_of(auth.get("offset"))
+        if not isinstance(pid, str) or len(pid) != _PID_LENGTH:
+            raise _NotRecoverable("no usable pid")
+        if offset is None:
+            raise _NotRecoverable("no usable offset")
+        record = await self.book.take(pid)
+        if record is None:
+            raise _NotRecoverable("unknown or expired session")
+        if record.user_id != who.user_id:
+            await self.book.put_back(pid, record)
+            raise _NotRecoverable("the session is another user's")
+        connection = Connection(
+            sid=record.sid,
+            eio_sid=eio_sid,
+            who=who,
+            pid=pid,
+            start=offset,
+            generation=record.generation + 1,
+        )
+        return await self._restore(connection, record, offset)
+
+    async def _restore(self, connection: Connection, record: Record, offset: int) -> Recovered:
+        if offset < record.start:
+            raise _NotRecoverable("the offset is older than the session")
+        oldest, newest = await self._log.bounds()
+        if offset > max(newest, self._progress.position):
+            raise _NotRecoverable("the offset is not one of this deployment's")
+        after = offset
+        if record.upto is not None and record.sent is not None and record.sent <= offset:
+            # It had every event written to it; up to ``upto`` nothing else was its.
+            after = max(offset, min(record.upto, newest))
+        if oldest > after + 1:
+            raise _NotRecoverable("the change log no longer holds what the socket missed")
+        collections, rooms = await self._memberships.still_allowed(
+            connection, record.collections, record.rooms
+        )
+        connection.collections.update(collections)
+        connection.rooms.update(rooms)
+        await self._memberships.want(self._memberships.channels(collections, rooms))
+        until = max(after, await self.starting_point())
+        missed = await self.replay.missed(connection, after, until)
+        return Recovered(connection, record, collections, rooms, offset, until, missed)
+
+    async def catch_up(self, recovered: Recovered) -> int:
+        """What the process handled between the handshake and the socket entering its
+        rooms, added to the replay; the position the replay now reaches."""
+        now = self._progress.position
+        if now > recovered.until:
+            connection = recovered.connection
+            recovered.missed += await self.replay.missed(
+                connection, recovered.until, now, already=len(recovered.missed)
+            )
+            recovered.until = now
+        return recovered.until
+
+    async def abandon(self, recovered: Recovered) -> None:
+        """The reconnect went before it was in: its session stays recoverable."""
+        pid = recovered.connection.pid
+        if pid is not None:
+            await self.book.put_back(pid, recovered.record)
+
+
+class _NotRecoverable(Exception):
+    pass
