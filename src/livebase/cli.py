@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import gc
 import getpass
 import os
@@ -62,6 +63,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "host": args.host or settings.HOST,
         "port": args.port if args.port is not None else settings.PORT,
         "log_level": settings.LOG_LEVEL,
+        "log_config": _log_config(settings.LOG_LEVEL),
         "access_log": settings.LOG_LEVEL == "debug",
         # Long-polling GETs stay open until the next heartbeat; do not wait that long to stop.
         "timeout_graceful_shutdown": 5,
@@ -75,6 +77,20 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     os.environ["SECRET_KEY"] = resolve_secret_key(settings)
     uvicorn.run("livebase.cli:worker_asgi", factory=True, workers=workers, **options)
     return 0
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging set-up, with livebase's own loggers at ``LOG_LEVEL`` and in
+    the same format (otherwise Python shows only their warnings, unformatted)."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["livebase"] = {
+        "handlers": ["default"],
+        "level": level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def _check_cluster(settings: Settings, workers: int) -> None:
