@@ -3,7 +3,8 @@
 // Log in through REST (POST /auth/login), connect with the token as the guide
 // does, show every `item.created` on the `messages` collection without a
 // reload, and post messages through REST (POST /items/messages). The
-// connection state is always on screen.
+// connection state is always on screen. After a reconnect that recovered the
+// session, livebase replays the events missed meanwhile: no refetch then.
 /* global io */
 'use strict';
 
@@ -64,8 +65,17 @@
 
     socket.on('connect', () => {
       setStatus('connected', `connected (${socket.io.engine.transport.name})`);
-      // Messages sent while we were away arrived on nobody's screen: fetch them.
-      loadHistory();
+      // A recovered session gets what it missed replayed as events (see `connected`);
+      // otherwise messages sent while we were away arrived on nobody's screen: fetch them.
+      if (!socket.recovered) loadHistory();
+    });
+
+    // livebase says how many events it is about to replay; they follow as usual events.
+    socket.on('connected', ({ recovered, missed }) => {
+      if (recovered) {
+        const replayed = `recovered ${missed} missed event${missed === 1 ? '' : 's'}`;
+        setStatus('connected', `connected (${socket.io.engine.transport.name}) — ${replayed}`);
+      }
     });
 
     socket.on('disconnect', (reason) => {

@@ -2,8 +2,11 @@
 // the vanilla demo page and the React and Vue example builds, all served by
 // livebase itself. For each: log in through the page's form, see a message
 // that someone else creates through REST appear within 2 s, post one through
-// the page's form, then stop the server and see the page say it is disconnected,
-// and start it again and see the page reconnect and catch up by itself.
+// the page's form, then stop the server and see the page say it is disconnected.
+// Start it again and write while the page is still away (held offline): the page
+// recovers its session (SPEC §11), says how many events it missed, shows them in
+// order, and does not refetch the list. A reconnect that cannot recover (more
+// missed events than SOCKET_RECOVERY_MAX_EVENTS) refetches it as before.
 // Screenshots go to build/screenshots/ for a human to look at.
 
 import assert from 'node:assert/strict';
@@ -23,6 +26,8 @@ const APPEARS_WITHIN_MS = 2000;
 // socket.io-client retries after 1, 2, 4, 5, 5... s (±50 %).
 const RECONNECT_MS = 15_000;
 const ANN = { email: 'ann@example.com', password: 'ann-password-1' };
+// More missed events than this and a reconnect is a new session (the page refetches).
+const MAX_MISSED = 3;
 
 let browser;
 
@@ -48,10 +53,10 @@ async function createMessages(api, adminToken) {
 }
 
 for (const client of CLIENTS) {
-  test(`${client.name}: log in, live messages, post through the form, server gone`, async (t) => {
+  test(`${client.name}: log in, live messages, post through the form, server gone, session recovered`, async (t) => {
     assert.ok(existsSync(join(REPO, client.needs)), `${client.needs} is missing: run make demo-assets examples`);
 
-    const server = await Livebase.start();
+    const server = await Livebase.start({ SOCKET_RECOVERY_MAX_EVENTS: String(MAX_MISSED) });
     const context = await browser.newContext({ viewport: { width: 800, height: 640 } });
     t.after(async () => {
       await context.close();
@@ -67,6 +72,24 @@ for (const client of CLIENTS) {
     const page = await context.newPage();
     const crashes = [];
     page.on('pageerror', (error) => crashes.push(error.message));
+    // The page's refetches of the list (GET /items/messages), counted.
+    let fetches = 0;
+    page.on('request', (request) => {
+      if (request.method() === 'GET' && new URL(request.url()).pathname === '/items/messages') fetches += 1;
+    });
+    // The events the page received, as they came over its WebSockets: `connected` and items.
+    const received = [];
+    page.on('websocket', (socket) =>
+      socket.on('framereceived', ({ payload }) => {
+        if (typeof payload !== 'string' || !payload.startsWith('42')) return; // a Socket.IO event
+        const [name, data] = JSON.parse(payload.slice(2));
+        if (name === 'connected') received.push(`connected ${data.recovered ? `recovered ${data.missed}` : 'new'}`);
+        if (name === 'item.created') received.push(`item.created ${data.item.text}`);
+      }),
+    );
+    const texts = () => page.locator('#messages li .text').allTextContents();
+    const write = (text) =>
+      api.request('POST', '/items/messages', { token: bob.token, json: { text, author: bob.user.id }, expect: 201 });
 
     // Log in through the page's own form.
     const loaded = await page.goto(`${server.url}${client.path}`);
@@ -111,16 +134,46 @@ for (const client of CLIENTS) {
     assert.match(await page.textContent('#status'), /disconnected|cannot reach the server/);
     await screenshot(page, `${client.name}-2-disconnected`);
 
-    // It comes back by itself, with what was said while it was away.
+    // It comes back, and Bob writes while the page is still away: offline, it
+    // cannot reconnect before he has written.
+    assert.equal(fetches, 1, 'the list is fetched once, on connecting');
+    await context.setOffline(true);
     await server.start();
-    await api.request('POST', '/items/messages', {
-      token: bob.token,
-      json: { text: 'while you were away', author: bob.user.id },
-      expect: 201,
-    });
+    const missed = ['while you were away 1', 'while you were away 2', 'while you were away 3'];
+    for (const text of missed) await write(text);
+    assert.notEqual(await page.getAttribute('#status', 'data-state'), 'connected');
+
+    // Back online: the page recovers its session, gets the three events replayed, in order.
+    await context.setOffline(false);
+    await page.waitForSelector('#status:has-text("recovered 3 missed events")', { timeout: RECONNECT_MS });
+    assert.equal(await page.getAttribute('#status', 'data-state'), 'connected');
+    await eventually(async () => (await texts()).length === 5, { what: 'the missed messages on the page' });
+    assert.deepEqual(await texts(), ['hello from bob', 'hello from the page', ...missed]);
+    // Live events follow the replay; the list was never fetched again.
+    await write('after the recovery');
+    await page.waitForSelector('#messages li:has-text("after the recovery")', { timeout: APPEARS_WITHIN_MS });
+    assert.equal(await page.locator('#messages li').count(), 6);
+    assert.equal(fetches, 1, 'a recovered session must not refetch the list');
+    // On the wire: `connected`, then the missed events in order, then live ones.
+    assert.deepEqual(received.slice(received.lastIndexOf('connected recovered 3')), [
+      'connected recovered 3',
+      ...missed.map((text) => `item.created ${text}`),
+      'item.created after the recovery',
+    ]);
+    await screenshot(page, `${client.name}-3-recovered`);
+
+    // Away again, and more was said than a recovery replays: a new session, the list fetched.
+    await context.setOffline(true);
+    await page.waitForSelector('#status:not([data-state="connected"])', { timeout: 10_000 });
+    const tooMany = Array.from({ length: MAX_MISSED + 1 }, (_, n) => `too many to replay ${n + 1}`);
+    for (const text of tooMany) await write(text);
+    await context.setOffline(false);
     await page.waitForSelector('#status[data-state="connected"]', { timeout: RECONNECT_MS });
-    await page.waitForSelector('#messages li:has-text("while you were away")', { timeout: 5000 });
-    assert.equal(await page.locator('#messages li').count(), 3);
+    await eventually(async () => (await texts()).length === 10, { what: 'the refetched messages on the page' });
+    assert.deepEqual((await texts()).slice(6), tooMany);
+    assert.equal(fetches, 2, 'a new session refetches the list once');
+    assert.doesNotMatch(await page.textContent('#status'), /recovered/);
+    assert.equal(received.at(-1), 'connected new');
 
     assert.deepEqual(crashes, [], 'uncaught errors in the page');
   });

@@ -21,9 +21,15 @@ export default function LiveFeed({ session, onStatus, onSignOut }) {
     });
 
     // livebase emits `connected` once the socket is in its rooms: no event is
-    // missed from here on, so fetch what was sent while we were away.
-    socket.on('connected', () => {
-      onStatus('connected', `connected (${socket.io.engine.transport.name})`);
+    // missed from here on. A recovered session gets the events it missed right
+    // after this one; otherwise fetch what was sent while we were away.
+    socket.on('connected', ({ recovered, missed }) => {
+      const connected = `connected (${socket.io.engine.transport.name})`;
+      if (recovered) {
+        onStatus('connected', `${connected} — recovered ${missed} missed event${missed === 1 ? '' : 's'}`);
+        return; // no refetch: the missed events follow
+      }
+      onStatus('connected', connected);
       recentMessages(session.token).then(
         (items) => {
           setMessages((shown) => merge(shown, items));
