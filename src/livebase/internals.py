@@ -138,8 +138,15 @@ _PATCHES: list[tuple[str, str, Callable[[], bool]]] = [
     ),
     (
         "python-socketio",
-        "the server's event and message handlers are the ones EngineWorkarounds overrides",
-        _has(socketio.AsyncServer, "_handle_event", "_handle_eio_message"),
+        "the server's connect, event and message handlers are the ones EngineWorkarounds "
+        "overrides",
+        _has(
+            socketio.AsyncServer,
+            "_handle_event",
+            "_handle_eio_message",
+            "_handle_connect",
+            "_send_packet",
+        ),
     ),
     (
         "python-socketio",
@@ -149,7 +156,14 @@ _PATCHES: list[tuple[str, str, Callable[[], bool]]] = [
     (
         "python-socketio",
         "the client manager's connect and room methods are the ones livebase's manager uses",
-        _has(socketio.AsyncManager, "connect", "basic_enter_room", "basic_leave_room"),
+        _has(
+            socketio.AsyncManager,
+            "connect",
+            "basic_enter_room",
+            "basic_leave_room",
+            "basic_disconnect",
+            "sid_from_eio_sid",
+        ),
     ),
     (
         "uvicorn",
