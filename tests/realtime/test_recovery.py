@@ -236,3 +236,23 @@ async def test_a_revoked_token_cannot_recover(live: Live, clients: Any) -> None:
     with pytest.raises(socketio.exceptions.ConnectionError):
         await late.connect(token, pid=client.sio.pid, offset=client.sio.offset)
     assert late.events == [("connect_error", {"message": "session revoked (logged out)"})]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_RECOVERY_WINDOW": 0}])
+async def test_a_window_of_zero_turns_recovery_off(live: Live, clients: Any) -> None:
+    client = clients(live)
+    hello = await client.connect(live.api.admin_token)
+    assert "recovered" not in hello and client.sio.pid is None
+    seen: list[tuple[Any, ...]] = []
+
+    async def on_news(*args: Any) -> None:
+        seen.append(args)
+
+    plain = await live.connect(live.api.admin_token, name="plain")
+    plain.sio.on("news", on_news)
+    await live.writer.socket.broadcast("news", {"n": 1})
+    await live.sentinel(plain)
+    assert seen == [({"n": 1},)]  # no offset argument
+    await client.drop()
+    again = await client.next_connected()
+    assert "recovered" not in again and not client.sio.recovered
