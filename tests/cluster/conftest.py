@@ -138,18 +138,22 @@ async def fresh_database(pg_database_url: str) -> str:
 
 
 @contextlib.asynccontextmanager
+async def api_of(server: Server) -> AsyncIterator[Api]:
+    """The REST API of ``server``, logged in as the administrator."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=TIMEOUT) as http:
+        login = await http.post(
+            "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        assert login.status_code == 200, login.text
+        yield Api(client=http, admin_token=login.json()["token"])
+
+
+@contextlib.asynccontextmanager
 async def cluster_of(servers: list[Server]) -> AsyncIterator[Cluster]:
     async with contextlib.AsyncExitStack() as stack:
         nodes = []
         for server in servers:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(base_url=server.base_url, timeout=TIMEOUT)
-            )
-            login = await http.post(
-                "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-            )
-            assert login.status_code == 200, login.text
-            nodes.append(Node(server, Api(client=http, admin_token=login.json()["token"])))
+            nodes.append(Node(server, await stack.enter_async_context(api_of(server))))
         cluster = Cluster(nodes)
         try:
             yield cluster

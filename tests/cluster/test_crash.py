@@ -30,9 +30,9 @@ import pytest
 
 from livebase.services.relay import SAVE_EVERY
 from livebase.storage.database import AdvisoryLock
-from tests.cluster.conftest import server_env
+from tests.cluster.conftest import api_of, server_env
 from tests.conftest import REDIS_TEST_URL, reset_pg_schema
-from tests.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, Api
+from tests.helpers import Api
 from tests.realtime.conftest import TIMEOUT, Client
 from tests.servers import Server, running_server
 
@@ -187,12 +187,8 @@ class Connected:
 
 @contextlib.asynccontextmanager
 async def connected(server: Server) -> AsyncIterator[Connected]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=TIMEOUT) as http:
-        login = await http.post(
-            "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        assert login.status_code == 200, login.text
-        node = Connected(server, Api(client=http, admin_token=login.json()["token"]))
+    async with api_of(server) as api:
+        node = Connected(server, api)
         try:
             yield node
         finally:

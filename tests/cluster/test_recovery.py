@@ -14,15 +14,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import httpx
 import pytest
 from redis import asyncio as redis
 
 from livebase.realtime.stored_sessions import pid_key
-from tests.cluster.conftest import Cluster, cluster_of, server_env, started
+from tests.cluster.conftest import Cluster, api_of, cluster_of, server_env, started
 from tests.cluster.test_crash import sigkill, until
 from tests.conftest import REDIS_TEST_URL
-from tests.helpers import ADMIN_EMAIL, ADMIN_PASSWORD, Api
+from tests.helpers import Api
 from tests.realtime.conftest import TIMEOUT
 from tests.realtime.recovering import Recovering
 from tests.servers import Server, running_server
@@ -116,16 +115,6 @@ async def test_a_client_recovers_after_its_node_was_killed(
                 hello = await client.next_connected()
                 assert hello["recovered"] is True and hello["missed"] == 2
                 await client.wait(lambda: client.texts() == ["before", "x", "y"])
-
-
-@contextlib.asynccontextmanager
-async def api_of(server: Server) -> AsyncIterator[Api]:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=TIMEOUT) as http:
-        login = await http.post(
-            "/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        assert login.status_code == 200, login.text
-        yield Api(client=http, admin_token=login.json()["token"])
 
 
 @pytest.mark.parametrize("stop", ["graceful", "SIGKILL"])
