@@ -72,6 +72,7 @@ async def test_a_dropped_client_gets_what_it_missed_in_order_with_the_same_sid(
     assert client.sio.recovered and client.sio.get_sid("/") == sid and client.sio.pid == pid
     await client.wait(lambda: len(client.texts()) == 6)
     assert client.texts() == ["before", *(f"missed {n}" for n in range(5))]
+    assert live.realtime.stats()["recovery"] == {"recovered": 1, "refused": 0, "replayed": 5}
     # Live events follow the replay, once each.
     await _write(live, "after")
     await client.wait(lambda: client.texts()[-1:] == ["after"])

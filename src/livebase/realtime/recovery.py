@@ -68,6 +68,7 @@ class Recovery:
         self._memberships = memberships
         self._progress = progress
         self._clustered = clustered
+        self.counts = {"recovered": 0, "refused": 0, "replayed": 0}  # /stats/realtime
 
     async def starting_point(self) -> int:
         """The position a new socket starts at: all this process has handled; in a
@@ -86,10 +87,13 @@ class Recovery:
     ) -> Recovered | None:
         """The session ``auth`` asks back, ready to enter its rooms; None to start afresh."""
         try:
-            return await self._recover(who, auth, eio_sid)
+            recovered = await self._recover(who, auth, eio_sid)
         except (_NotRecoverable, TooMany) as exc:
             _log.info("recovery refused for user %s: %s", who.user_id, exc)
+            self.counts["refused"] += 1
             return None
+        self.counts["recovered"] += 1
+        return recovered
 
     async def _recover(self, who: Accountability, auth: dict[str, Any], eio_sid: str) -> Recovered:
         pid, offset = auth.get("pid"), position_of(auth.get("offset"))
@@ -145,6 +149,7 @@ class Recovery:
                 connection, recovered.until, now, already=len(recovered.missed)
             )
             recovered.until = now
+        self.counts["replayed"] += len(recovered.missed)
         return recovered.until
 
     async def abandon(self, recovered: Recovered) -> None:

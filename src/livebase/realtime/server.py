@@ -159,7 +159,6 @@ class Realtime:
         if self._manager.clustered and services.redis is not None:
             nodes = NodeDirectory(services.redis, self.node_id)
             shared = SharedPresence(services.redis, self.node_id, nodes.prefix)
-        self._stats = RealtimeStats(self._manager, self.connections, self.delivery, nodes)
         presence = Presence(settings.SOCKET_PRESENCE_GRACE, self.publish_to_room, shared)
         recovery = None
         if settings.SOCKET_RECOVERY_WINDOW > 0:
@@ -175,6 +174,9 @@ class Realtime:
                 lambda: self._manager.clustered,
             )
             self._tasks.spawn(self._renew_sessions(recovery.book))
+        self._stats = RealtimeStats(
+            self._manager, self.connections, self.delivery, nodes, recovery
+        )
         self._lifecycle = SocketLifecycle(
             self.sio,
             self._manager,

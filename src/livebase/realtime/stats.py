@@ -9,6 +9,7 @@ from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.connections import Connections
 from livebase.realtime.delivery import Delivery
 from livebase.realtime.nodes import NodeDirectory
+from livebase.realtime.recovery import Recovery
 
 
 class RealtimeStats:
@@ -18,11 +19,13 @@ class RealtimeStats:
         connections: Connections,
         delivery: Delivery,
         nodes: NodeDirectory | None,
+        recovery: Recovery | None,
     ) -> None:
         self._manager = manager
         self._connections = connections
         self._delivery = delivery
         self._nodes = nodes
+        self._recovery = recovery
 
     def here(self) -> dict[str, Any]:
         rooms = {
@@ -36,6 +39,7 @@ class RealtimeStats:
             "users": self._connections.users,
             "rooms": rooms,
             "delivered": self._delivery.delivered,
+            **({"recovery": dict(self._recovery.counts)} if self._recovery else {}),
             **({"pubsub": self._manager.counters()} if self._manager.clustered else {}),
         }
 
