@@ -138,8 +138,7 @@ _PATCHES: list[tuple[str, str, Callable[[], bool]]] = [
     ),
     (
         "python-socketio",
-        "the server's connect, event and message handlers are the ones EngineWorkarounds "
-        "overrides",
+        "the server's connect, event and message handlers are the ones EngineWorkarounds overrides",
         _has(
             socketio.AsyncServer,
             "_handle_event",

@@ -19,7 +19,7 @@ from redis import asyncio as redis
 
 from livebase.realtime.stored_sessions import pid_key
 from tests.cluster.conftest import Cluster, api_of, cluster_of, server_env, started
-from tests.cluster.test_crash import sigkill, until
+from tests.cluster.test_crash import sigkill
 from tests.conftest import REDIS_TEST_URL
 from tests.helpers import Api
 from tests.realtime.conftest import TIMEOUT
@@ -76,17 +76,12 @@ async def test_a_client_recovers_on_the_other_node(two: Cluster) -> None:
 
 
 async def stored(redis_key: str, pid: str | None) -> None:
-    """Wait until the session of ``pid`` is in Redis (it is written a moment after
-    the connect: a process killed before that leaves nothing to recover)."""
+    """The session of ``pid`` is in Redis (before the client heard its pid)."""
     assert pid is not None
     client = redis.Redis.from_url(REDIS_TEST_URL)
     try:
         name = f"{redis_key}:session:{pid_key(pid)}"
-
-        async def there() -> bool:
-            return bool(await client.exists(name))
-
-        await until(there, TIMEOUT, "the session stored in Redis")
+        assert await client.exists(name), "the session is stored before the CONNECT reply"
     finally:
         await client.aclose()
 
@@ -103,9 +98,9 @@ async def test_a_client_recovers_after_its_node_was_killed(
             await notes(survivor.api)
             async with recovering(doomed.url) as client:
                 await client.connect(survivor.api.admin_token)
+                await stored(redis_key, client.sio.pid)
                 await write(survivor.api, "before")
                 await client.wait(lambda: client.texts() == ["before"])
-                await stored(redis_key, client.sio.pid)
                 client.gate.clear()  # it stays away until told
                 sigkill(doomed.server)
                 await client.wait_disconnected()

@@ -178,8 +178,9 @@ async def test_a_reconnect_before_the_server_noticed_takes_over_quietly(
     assert (await watcher.call("join", "presence"))["success"] is True
     new = clients(live)
     # Another connection presents the session while the first one is still up.
+    old_sid = old.sio.get_sid("/")
     hello = await new.connect(token, pid=old.sio.pid, offset=old.sio.offset)
-    assert hello["recovered"] is True and new.sio.get_sid("/") == old.sio.get_sid("/")
+    assert hello["recovered"] is True and new.sio.get_sid("/") == old_sid
     await old.wait(lambda: not old.sio.connected or old.sio.eio.state != "connected")
     await live.sentinel(watcher)
     assert watcher.received("user.disconnected") == []

@@ -122,6 +122,9 @@ class SocketLifecycle:
             await self._memberships.want(collections)
             if recovery is not None:
                 connection.start = await recovery.starting_point()
+        if recovery is not None:
+            # Stored before the client hears its pid: any process may be asked for it next.
+            await recovery.book.save(connection)
         self._admitted[connection.sid] = _Admitted(connection, collections, recovered)
         return Admission(connection.sid, connection.pid)
 
@@ -148,7 +151,7 @@ class SocketLifecycle:
         self._memberships.enter(connection, admitted.collections, rooms)
         self._authorization.schedule_expiry(connection)
         if self._recovery is not None:
-            self._recovery.book.save(connection)
+            self._recovery.book.save(connection)  # with the rooms it just entered
         if recovered is not None:
             await self._replay(connection, recovered)
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livebase.realtime.connections import Connection, Connections
@@ -31,12 +31,12 @@ class ClientRequests:
         sio: EngineWorkarounds,
         connections: Connections,
         memberships: Memberships,
-        rooms_changed: Callable[[Connection], None],
+        rooms_changed: Callable[[Connection], Awaitable[None]],
     ) -> None:
         self._sio = sio
         self._connections = connections
         self._memberships = memberships
-        self._rooms_changed = rooms_changed  # a recovery restores them
+        self._rooms_changed = rooms_changed  # stored: a recovery restores them
 
     def register(self) -> None:
         self._sio.on("join", self._on_join)
@@ -54,7 +54,7 @@ class ClientRequests:
             await self._memberships.join(connection, room)
         except RoomRefused as exc:
             return _refused(str(exc))
-        self._rooms_changed(connection)
+        await self._rooms_changed(connection)
         return {"success": True, "room": room}
 
     async def _on_leave(self, sid: str, *args: Any) -> Ack:
@@ -66,7 +66,7 @@ class ClientRequests:
             self._memberships.leave(connection, room)
         except RoomRefused as exc:
             return _refused(str(exc))
-        self._rooms_changed(connection)
+        await self._rooms_changed(connection)
         return {"success": True, "room": room}
 
     async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> Ack:

@@ -174,9 +174,7 @@ class Realtime:
                 lambda: self._manager.clustered,
             )
             self._tasks.spawn(self._renew_sessions(recovery.book))
-        self._stats = RealtimeStats(
-            self._manager, self.connections, self.delivery, nodes, recovery
-        )
+        self._stats = RealtimeStats(self._manager, self.connections, self.delivery, nodes, recovery)
         self._lifecycle = SocketLifecycle(
             self.sio,
             self._manager,
@@ -277,5 +275,5 @@ class _Attached:
     recovery: Recovery | None
 
 
-def _nothing(connection: Connection) -> None:
+async def _nothing(connection: Connection) -> None:
     return None

@@ -4,8 +4,9 @@ Each recovery-capable socket's session is stored under its private session
 id's hash: its sid, user, rooms, where its offsets began, and, once it is
 gone, how far it had been brought up to. In Redis when there is one, so
 that any process can recover it; else in the database, so that a
-restarted process can. Writes are gathered and written a moment later
-(:data:`WRITE_AFTER`), in one round trip for all sockets that changed.
+restarted process can. A session is stored before the
+socket hears its ``pid`` and before a ``join`` or ``leave`` is answered;
+writes made at the same time go together.
 
 A stored session counts for :attr:`SessionBook.window` seconds after its
 socket went; while the socket is connected its process renews it every
@@ -16,7 +17,6 @@ died counts for at most the window plus that period.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from dataclasses import asdict, dataclass, field
@@ -28,7 +28,6 @@ from livebase.storage.redis import RedisLink
 
 _log = logging.getLogger("livebase.realtime")
 
-WRITE_AFTER = 0.05  # seconds: changes within this are written together
 RENEW_EVERY = 30.0  # seconds between renewals of connected sockets' sessions
 
 
@@ -133,25 +132,40 @@ class RedisSessions:
 
 
 class SessionBook:
-    """This process's writes to the session store, gathered; and the renewals."""
+    """This process's writes to the session store, and the renewals.
+
+    Writes are grouped: while one is on its way, the sessions that change
+    meanwhile wait and go together in the next, so a burst of connects
+    costs a few round trips, not one each.
+    """
 
     def __init__(self, store: SessionStore, window: float) -> None:
         self._store = store
         self.window = window
         self._pending: dict[str, tuple[int, str, float]] = {}
         self._writing: dict[str, tuple[int, str, float]] = {}  # on its way to the store
+        self._written: asyncio.Future[None] | None = None  # when the pending ones are
         self._writer: asyncio.Task[None] | None = None
 
-    def save(self, connection: Connection, *, gone: bool = False, upto: int | None = None) -> None:
-        """Store ``connection``'s session as it is now. Once ``gone`` it counts for the
-        window; ``upto``: the position it had been brought up to (None: unknown)."""
+    def save(
+        self, connection: Connection, *, gone: bool = False, upto: int | None = None
+    ) -> asyncio.Future[None]:
+        """Store ``connection``'s session as it is now; done once it is stored (it
+        never fails: a failed write is logged). Once ``gone`` the session counts
+        for the window; ``upto``: the position it had been brought up to."""
+        loop = asyncio.get_running_loop()
         if connection.pid is None:
-            return
+            done = loop.create_future()
+            done.set_result(None)
+            return done
         ttl = self.window if gone else self.window + 2 * RENEW_EVERY
         record = Record.of(connection, upto).encode()
         self._pending[pid_key(connection.pid)] = (connection.generation, record, ttl)
+        if self._written is None:
+            self._written = loop.create_future()
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._write_soon())
+            self._writer = asyncio.ensure_future(self._write_all())
+        return self._written
 
     async def take(self, pid: str) -> Record | None:
         """The stored session of ``pid``, taken so that no other reconnect gets it."""
@@ -172,25 +186,22 @@ class SessionBook:
             await self._store.keep(keys, self.window + 2 * RENEW_EVERY)
         await self._store.prune()
 
-    async def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        if not pending:
-            return
-        self._writing = pending
-        try:
-            await self._store.put([(key, *entry) for key, entry in pending.items()])
-        except Exception:
-            _log.exception("storing %d socket sessions for recovery failed", len(pending))
-        finally:
-            self._writing = {}
-
     async def close(self) -> None:
+        """Write what is pending (the server stops)."""
         if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-        await self.flush()
+            await asyncio.shield(self._writer)
+        await self._write_all()
 
-    async def _write_soon(self) -> None:
-        await asyncio.sleep(WRITE_AFTER)
-        await self.flush()
+    async def _write_all(self) -> None:
+        while self._pending:
+            pending, self._pending = self._pending, {}
+            written, self._written = self._written, None
+            self._writing = pending
+            try:
+                await self._store.put([(key, *entry) for key, entry in pending.items()])
+            except Exception:
+                _log.exception("storing %d socket sessions for recovery failed", len(pending))
+            finally:
+                self._writing = {}
+                if written is not None and not written.done():
+                    written.set_result(None)
