@@ -179,7 +179,12 @@ let shortSite;
 
 before(async () => {
   // Started together: most of a start is Python's imports.
-  [server, short] = await Promise.all([Livebase.start(), Livebase.start({ SOCKET_RECOVERY_WINDOW: '1' })]);
+  // No presence grace: a user who really goes offline is announced at once.
+  const settings = { SOCKET_PRESENCE_GRACE: '0' };
+  [server, short] = await Promise.all([
+    Livebase.start(settings),
+    Livebase.start({ ...settings, SOCKET_RECOVERY_WINDOW: '1' }),
+  ]);
   [site, shortSite] = await Promise.all([Site.prepare(server.url), Site.prepare(short.url)]);
 });
 
@@ -301,6 +306,38 @@ test("another user's pid and offset get a new session; the session stays its own
   await site.sentinel(ann);
   assert.deepEqual(texts(ann.log), ['seen', 'missed']);
   assert.deepEqual(texts(ann.log, 'messages'), [`sentinel ${marks - 1}`, `sentinel ${marks}`]);
+});
+
+test('a reconnect before the server noticed the drop takes the session over quietly', QUICK, async (t) => {
+  const proxy = await TcpProxy.start(server.port);
+  t.after(() => proxy.close());
+  const watcher = client(t, server.url, site.admin.token);
+  await hello(watcher);
+  assert.deepEqual(await watcher.socket.emitWithAck('join', 'presence'), { success: true, room: 'presence' });
+  const ann = client(t, proxy.url, site.ann.token);
+  await hello(ann);
+  const { id } = ann.socket;
+  const presence = () =>
+    watcher.log.filter((e) => e.event.startsWith('user.')).map((e) => [e.event, e.payload.socketId]);
+  await eventually(() => presence().length === 1, { what: 'user.connected' });
+  assert.deepEqual(presence(), [['user.connected', id]]);
+
+  // The network dies: the client notices, the server does not (its side stays open).
+  ann.gate.close();
+  proxy.loseAll();
+  await eventually(() => !ann.socket.connected, { what: 'disconnect' });
+  assert.deepEqual(ann.happened.at(-1), { event: 'disconnect', reason: 'transport close' });
+  await site.write('notes', 'sent into the dead connection');
+  assert.equal(await site.connections(), 2, 'the server still counts the old connection');
+
+  assert.deepEqual(await comeBack(ann), { userId: site.ann.user.id, role: 'user', recovered: true, missed: 1 });
+  assert.equal(ann.socket.recovered, true);
+  assert.equal(ann.socket.id, id);
+  await eventually(() => proxy.pairs.size === 1, { what: 'the server closing the old connection' });
+  assert.equal(await site.connections(), 2);
+  await site.sentinel(ann, watcher);
+  assert.deepEqual(texts(ann.log), ['sent into the dead connection']);
+  assert.deepEqual(presence(), [['user.connected', id]], 'no user.disconnected, no second user.connected');
 });
 
 test('a client that opts out (auth.recovery: false) gets no offsets and never recovers', QUICK, async (t) => {

@@ -41,10 +41,26 @@ export class TcpProxy {
     };
     for (const socket of [client, upstream]) {
       socket.on('error', end);
-      socket.on('close', end);
+      socket.on('close', () => {
+        if (!pair.lost || socket === upstream) end();
+      });
     }
     client.pipe(upstream);
     upstream.pipe(client);
+  }
+
+  /**
+   * Lose every open connection as a dead network does: the clients' side closes,
+   * the processes' side stays open and silent until they close it themselves.
+   */
+  loseAll() {
+    for (const pair of this.pairs) {
+      pair.lost = true;
+      pair.client.unpipe(pair.upstream);
+      pair.upstream.unpipe(pair.client);
+      pair.upstream.resume(); // what the process still sends goes nowhere
+      pair.client.destroy();
+    }
   }
 
   /** Stop accepting and cut every open connection. */
