@@ -81,7 +81,8 @@ describe('connection (guide: Client Integration)', () => {
     const hello = record(socket, 'connected');
     socket.connect();
     await eventually(() => hello.length === 1, { what: 'connected' });
-    assert.deepEqual(hello[0], { userId: ann.user.id, role: 'user' });
+    // `recovered: false`: a new session (SPEC §11; tests/js/recovery.test.mjs).
+    assert.deepEqual(hello[0], { userId: ann.user.id, role: 'user', recovered: false });
   });
 
   test('autoConnect: false connects only when the app calls socket.connect()', async () => {
@@ -98,7 +99,7 @@ describe('connection (guide: Client Integration)', () => {
     const hello = record(socket, 'connected');
     socket.connect();
     await eventually(() => hello.length === 1, { what: 'connected' });
-    assert.deepEqual(hello[0], { userId: null, role: 'public' });
+    assert.deepEqual(hello[0], { userId: null, role: 'public', recovered: false });
   });
 
   const refusals = [

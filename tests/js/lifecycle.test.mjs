@@ -84,7 +84,9 @@ test('server restart: the client reconnects by itself and receives events again'
 
   await server.start(); // same port, same database, same secret: the token is still good
   await eventually(() => socket.connected, { timeout: RECONNECT_TIMEOUT, what: 'the reconnection' });
-  assert.notEqual(socket.id, before);
+  // Its session is recovered (SPEC §11): same id; tests/js/recovery.test.mjs has the details.
+  assert.equal(socket.recovered, true);
+  assert.equal(socket.id, before);
   assert.equal(happened.filter((h) => h.event === 'connect').length, 2);
 
   const message = await postMessage('after the restart');
