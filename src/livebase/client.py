@@ -36,7 +36,10 @@ class LivebaseClient(socketio.AsyncClient):  # type: ignore[misc]
 
     async def connect(self, url: str, *args: Any, auth: Any = None, **kwargs: Any) -> None:
         """python-socketio's ``connect``; ``auth`` (a dict, or a function returning one)
-        is sent with the session to recover on every reconnect."""
+        is sent with the session to recover on every reconnect. ``wait_timeout``
+        defaults to 10 s (python-socketio's 1 s gives up on a busy server's
+        handshake, and the retry waits for the abandoned one)."""
+        kwargs.setdefault("wait_timeout", 10)
         if auth != self._recovery_auth:  # python-socketio's reconnects pass it back
             self._auth = auth
             self.pid = self.offset = None

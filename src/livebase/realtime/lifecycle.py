@@ -169,6 +169,7 @@ class SocketLifecycle:
 
     async def _replay(self, connection: Connection, recovered: Recovered) -> None:
         assert self._recovery is not None
+        self._recovery.settle(recovered)
         sid = connection.sid
         try:
             until = await self._recovery.catch_up(recovered)

@@ -14,6 +14,8 @@ says ``recovered: false``: nothing is replayed partially.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from livebase.storage.changelog import ChangeLog
 _log = logging.getLogger("livebase.realtime")
 
 PID_BYTES = 18  # 144 random bits
+ATTEMPT_WAIT = 5.0  # seconds a retry waits for an earlier handshake of its session
 _PID_LENGTH = len(secrets.token_urlsafe(PID_BYTES))
 
 
@@ -50,6 +53,8 @@ class Recovered:
     offset: int  # the client's
     until: int  # the replay reaches this position
     missed: list[Envelope] = field(default_factory=list)
+    # Done once the socket is in, or its client went during the handshake.
+    settled: asyncio.Future[None] | None = None
 
 
 class Recovery:
@@ -69,6 +74,7 @@ class Recovery:
         self._progress = progress
         self._clustered = clustered
         self.counts = {"recovered": 0, "refused": 0, "replayed": 0}  # /stats/realtime
+        self._attempts: dict[str, asyncio.Future[None]] = {}  # pid -> its handshake here
 
     async def starting_point(self) -> int:
         """The position a new socket starts at: all this process has handled; in a
@@ -86,6 +92,13 @@ class Recovery:
         self, who: Accountability, auth: dict[str, Any], eio_sid: str
     ) -> Recovered | None:
         """The session ``auth`` asks back, ready to enter its rooms; None to start afresh."""
+        pid = auth.get("pid")
+        earlier = self._attempts.get(pid) if isinstance(pid, str) else None
+        if earlier is not None:
+            # A retry while an earlier handshake of this session is still under way
+            # here (its client stopped waiting for it): that one ends first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(earlier), ATTEMPT_WAIT)
         try:
             recovered = await self._recover(who, auth, eio_sid)
         except (_NotRecoverable, TooMany) as exc:
@@ -93,6 +106,7 @@ class Recovery:
             self.counts["refused"] += 1
             return None
         self.counts["recovered"] += 1
+        recovered.settled = self._attempts[str(pid)] = asyncio.get_running_loop().create_future()
         return recovered
 
     async def _recover(self, who: Accountability, auth: dict[str, Any], eio_sid: str) -> Recovered:
@@ -152,11 +166,20 @@ class Recovery:
         self.counts["replayed"] += len(recovered.missed)
         return recovered.until
 
+    def settle(self, recovered: Recovered) -> None:
+        """The recovered socket is in: a later reconnect of its session may go ahead."""
+        pid, settled = recovered.connection.pid, recovered.settled
+        if pid is not None and self._attempts.get(pid) is settled:
+            del self._attempts[pid]
+        if settled is not None and not settled.done():
+            settled.set_result(None)
+
     async def abandon(self, recovered: Recovered) -> None:
         """The reconnect went before it was in: its session stays recoverable."""
         pid = recovered.connection.pid
         if pid is not None:
             await self.book.put_back(pid, recovered.record)
+        self.settle(recovered)
 
 
 class _NotRecoverable(Exception):
