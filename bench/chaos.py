@@ -643,6 +643,7 @@ class Run:
         self.write_errors: list[str] = []
         self.owners: list[str] = []
         self.background: set[asyncio.Task[Any]] = set()
+        self.lags: list[float] = []  # event loop lateness, s, every 0.1 s
         self.closing = False  # the end: clients disconnect on purpose
         self.revived = 0  # clients the server disconnected, connected again by the watchdog
 
@@ -849,6 +850,15 @@ class Run:
             for client in victims:
                 await client.drop(self.rng.choice(modes))
 
+    async def loop_lag(self, stop: asyncio.Event) -> None:
+        """How late this process's event loop wakes up: when it is busy, every client
+        reads late, and a client that reads ``--ping-timeout`` s late loses its
+        connection to the server's heartbeat (the server is right to close it)."""
+        while not stop.is_set():
+            before = time.monotonic()
+            await asyncio.sleep(0.1)
+            self.lags.append(time.monotonic() - before - 0.1)
+
     async def watchdog(self, stop: asyncio.Event) -> None:
         """python-socketio does not reconnect after the server disconnected the socket
         (a Socket.IO DISCONNECT, e.g. an eviction): connect again, as an app would."""
@@ -982,6 +992,7 @@ async def chaos_run(args: argparse.Namespace, cluster: fanout.Cluster) -> int:
         chaos = asyncio.create_task(run.chaos(stop_chaos))
         stop_watchdog = asyncio.Event()
         watchdog = asyncio.create_task(run.watchdog(stop_watchdog))
+        lag = asyncio.create_task(run.loop_lag(stop_watchdog))
         while time.monotonic() - t0 < args.duration:
             await asyncio.sleep(min(10, args.duration - (time.monotonic() - t0)))
             up = sum(c.sio.connected for c in run.clients)
@@ -1002,6 +1013,7 @@ async def chaos_run(args: argparse.Namespace, cluster: fanout.Cluster) -> int:
         await run.sentinel()
         stop_watchdog.set()
         await watchdog
+        await lag
         found = await run.verify()
         if args.histories:
             write_histories(Path(args.histories), run.clients)
@@ -1074,6 +1086,11 @@ def report(
         )
     mine = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
     print(f"  cpu this script {mine:6.1f} s ({mine / elapsed:.0%} of a core; clients and proxy)")
+    lags = sorted(run.lags) or [0.0]
+    print(
+        f"  script's loop  late by p50 {fanout.percentile(lags, 50) * 1000:.0f} ms, "
+        f"p99 {fanout.percentile(lags, 99) * 1000:.0f} ms, max {lags[-1] * 1000:.0f} ms"
+    )
     if run.write_errors:
         print("  write errors (first 5):")
         for line in run.write_errors[:5]:
