@@ -127,6 +127,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,6 +294,7 @@ class Totals:
     refused: list[Anomaly] = field(default_factory=list)  # reconnects not recovered
     server_drops: int = 0  # disconnects the script did not cause
     downtimes: list[float] = field(default_factory=list)  # disconnect -> `connected`, s
+    failed_attempts: collections.Counter[str] = field(default_factory=collections.Counter)
     counts: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def anomaly(self, kind: str, client: Client, detail: str, amount: int = 1) -> None:
@@ -353,6 +355,25 @@ class Client:
             await receive(packet)
 
         self.sio.eio._receive_packet = received
+        # python-socketio's reconnects call self.sio.connect(...): note each attempt,
+        # and give it --connect-timeout s for the CONNECT reply instead of 1 s.
+        connect = self.sio.connect
+
+        async def attempt(*args: Any, **kwargs: Any) -> None:
+            if run.args.connect_timeout is not None:
+                kwargs["wait_timeout"] = run.args.connect_timeout
+            started = time.monotonic()
+            try:
+                await connect(*args, **kwargs)
+            except Exception as exc:
+                run.totals.failed_attempts[type(exc).__name__] += 1
+                self.history.append(
+                    f"{stamp()} connect attempt to node {self.node} failed after "
+                    f"{time.monotonic() - started:.1f} s: {exc}"
+                )
+                raise
+
+        self.sio.connect = attempt  # type: ignore[method-assign]
         self.sio.on("connect", self._on_connect)
         self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("connect_error", self._on_connect_error)
@@ -1053,6 +1074,7 @@ def report(
     print(f"  new sessions   {t.reloads} (reloads: no pid sent, so not recovered on purpose)")
     print(f"    server says  {dict(logs['refused'])}")
     print(f"  takeovers      {logs['other']['takeovers']} (server log)")
+    print(f"  failed attempts {dict(t.failed_attempts)} (connect attempts, retried by the client)")
     print(
         f"  connect errors {dict(t.connect_errors)}; disconnected by the server and "
         f"connected again {run.revived}"
@@ -1118,7 +1140,7 @@ def report(
     return 1 if bad else 0
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -1135,6 +1157,13 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument(
         "--reconnect-delay", type=float, default=0.1, help="first reconnect after s (+-50%%)"
     )
+    ap.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=None,
+        help="s a connect attempt waits for the CONNECT reply (default: python-socketio's, "
+        "1 s on reconnects; socket.io-client waits 20 s)",
+    )
     ap.add_argument("--ping-interval", type=float, default=5)
     ap.add_argument("--ping-timeout", type=float, default=5)
     ap.add_argument("--seed", type=int, default=None)
@@ -1143,7 +1172,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--livebase", default=str(Path(sys.executable).with_name("livebase")))
     ap.add_argument("--histories", help="write every client's connection history to this file")
     ap.add_argument("--keep", action="store_true", help="keep server logs and the database")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(args.modes) - set(MODES)
     if unknown or not args.modes:
@@ -1171,12 +1200,15 @@ def interrupted(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
-    args = parse_args()
-    fanout.raise_fd_limit()
+def quiet_clients() -> None:
     for name in ("socketio", "socketio.client", "engineio", "engineio.client"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    # fanout.Cluster: two processes, a throwaway database, a Redis key of their own.
+
+
+@contextlib.contextmanager
+def two_nodes(args: argparse.Namespace) -> Iterator[fanout.Cluster]:
+    """Two servers, not yet started, sharing a throwaway database and a Redis key of
+    their own (bench/fanout.py's Cluster); stopped by PID and cleaned up afterwards."""
     cluster_args = argparse.Namespace(
         processes=2, shared=True, redis_url=args.redis_url, database_url=None,
         livebase=args.livebase, keep=args.keep, server=None,
@@ -1185,7 +1217,6 @@ def main() -> int:
     cluster.redis_key = f"livebase-chaos-{secrets.token_hex(6)}"  # SOCKET_REDIS_KEY
     logging_dir = Path(tempfile.mkdtemp(prefix="livebase-chaos-"))
     (logging_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    signal.signal(signal.SIGTERM, interrupted)
     try:
         cluster.setup()
         for server in cluster.servers:
@@ -1196,20 +1227,32 @@ def main() -> int:
                 DEMO_ENABLED="false",
                 PYTHONPATH=str(logging_dir),
             )
-        return asyncio.run(chaos_run(args, cluster))
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 2
-    except Exception as exc:
-        log(f"the run failed: {exc!r}")
+        yield cluster
+    except Exception:
         for server in cluster.servers:
             log(f"{server.name} log tail:\n{server.tail(2000)}")
-        return 2
+        raise
     finally:
         if args.keep:
             log("server logs: " + ", ".join(str(s.log_path) for s in cluster.servers))
         cluster.stop()
         shutil.rmtree(logging_dir, ignore_errors=True)
+
+
+def main() -> int:
+    args = parse_args()
+    fanout.raise_fd_limit()
+    quiet_clients()
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        with two_nodes(args) as cluster:
+            return asyncio.run(chaos_run(args, cluster))
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 2
+    except Exception as exc:
+        log(f"the run failed: {exc!r}")
+        return 2
 
 
 if __name__ == "__main__":
