@@ -253,6 +253,8 @@ class Proxy:
         self.links[peer] = link
         try:
             await link.run()
+        except asyncio.CancelledError:  # the run is over (Ctrl-C): nobody awaits this handler
+            link.abort()
         finally:
             if self.links.get(peer) is link:
                 del self.links[peer]
@@ -1247,7 +1249,7 @@ def main() -> int:
     try:
         with two_nodes(args) as cluster:
             return asyncio.run(chaos_run(args, cluster))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted")
         return 2
     except Exception as exc:
