@@ -9,6 +9,7 @@ replayed, fields are cut as they would be today, and each event comes once.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from livebase.realtime.connections import Connection
 from livebase.realtime.emits import notification_emit
@@ -30,10 +31,25 @@ class TooMany(Exception):
 
 
 class Replay:
+    """Missed events, read from the log once for every socket that recovers.
+
+    Sockets that drop together recover together and miss the same entries:
+    each entry is read and made into its event once (:attr:`_events`, with
+    :attr:`_next` saying which logged position follows which: positions only
+    grow, so that never changes), and each payload is cut once per read
+    scope. Both are bounded (:attr:`_capacity` events); past it they start
+    afresh. An event keeps the collection's fields of when it was read: a
+    schema change meanwhile shows in the fields the router cuts, as live.
+    """
+
     def __init__(self, relay: ChangeRelay, router: Router, max_events: int) -> None:
         self._relay = relay
         self._router = router
         self.max_events = max_events
+        self._capacity = 2 * max_events
+        self._next: dict[int, int] = {}  # a position -> the next logged one
+        self._events: dict[int, Event | None] = {}  # a logged position -> its event
+        self._payloads: dict[tuple[Any, ...], Any] = {}  # (position, scope...) -> payload
 
     async def missed(
         self, connection: Connection, after: int, until: int, already: int = 0
@@ -42,37 +58,57 @@ class Replay:
 
         Raises :class:`TooMany` past :attr:`max_events` (counting ``already``)."""
         envelopes: list[Envelope] = []
+        scopes: dict[str, Any] = {}
         budget = (self.max_events + 1) * ENTRIES_PER_EVENT
         position = after
         while position < until:
-            if budget <= 0:
-                raise TooMany(f"more than {self.max_events * ENTRIES_PER_EVENT} entries to read")
-            limit = min(BATCH, budget)
-            entries = await self._relay.log.read(position, limit)
-            budget -= len(entries)
-            for entry in entries:
-                if entry.position > until:
-                    return envelopes
-                position = entry.position
-                envelope = self._for(connection, entry)
-                if envelope is not None:
-                    envelopes.append(envelope)
-                    if already + len(envelopes) > self.max_events:
-                        raise TooMany(f"more than {self.max_events} missed events")
-            if len(entries) < limit:
-                return envelopes  # the log holds nothing more yet
+            following = self._next.get(position)
+            if following is None:
+                if budget <= 0:
+                    raise TooMany(
+                        f"more than {self.max_events * ENTRIES_PER_EVENT} entries to read"
+                    )
+                read = await self._read(position, min(BATCH, budget))
+                budget -= read
+                following = self._next.get(position)
+                if following is None:
+                    break  # the log holds nothing more yet
+            if following > until:
+                break
+            position = following
+            event = self._events.get(position)
+            envelope = self.route(connection, event, scopes) if event is not None else None
+            if envelope is not None:
+                envelopes.append(envelope)
+                if already + len(envelopes) > self.max_events:
+                    raise TooMany(f"more than {self.max_events} missed events")
         return envelopes
 
-    def _for(self, connection: Connection, entry: Entry) -> Envelope | None:
+    async def _read(self, after: int, limit: int) -> int:
+        """Read up to ``limit`` entries after ``after`` into the cache; how many came."""
+        entries = await self._relay.log.read(after, limit)
+        if len(self._events) + len(entries) > self._capacity:
+            self._next.clear()
+            self._events.clear()
+            self._payloads.clear()
+        previous = after
+        for entry in entries:
+            self._next[previous] = entry.position
+            self._events[entry.position] = self._event(entry)
+            previous = entry.position
+        return len(entries)
+
+    def _event(self, entry: Entry) -> Event | None:
         try:
-            event = self._relay.event(entry)
+            return self._relay.event(entry)
         except Exception:
             return None  # the relay skipped it too, and said so
-        return self.route(connection, event) if event is not None else None
 
-    def route(self, connection: Connection, event: Event) -> Envelope | None:
+    def route(
+        self, connection: Connection, event: Event, scopes: dict[str, Any] | None = None
+    ) -> Envelope | None:
         if isinstance(event, ChangeEvent):
-            return self._router.change_for(connection, event)
+            return self._router.change_for(connection, event, scopes, self._payloads)
         if isinstance(event, FileChanged):
             return self._router.file_for(connection, event)
         if isinstance(event, NotificationChanged):

@@ -88,23 +88,59 @@ class Router:
                 envelopes.append(Envelope(name, {**payload, "userId": None}, others, position))
         return envelopes
 
-    def change_for(self, connection: Connection, event: ChangeEvent) -> Envelope | None:
-        """:meth:`change` for one socket, from the rooms it holds (a recovery's replay)."""
+    def change_for(
+        self,
+        connection: Connection,
+        event: ChangeEvent,
+        scopes: dict[str, Any] | None = None,
+        payloads: dict[tuple[Any, ...], Any] | None = None,
+    ) -> Envelope | None:
+        """:meth:`change` for one socket, from the rooms it holds (a recovery's replay).
+
+        ``scopes`` keeps the socket's read scope per collection between calls;
+        ``payloads`` keeps, between sockets, the payload of each (event, scope,
+        whether the socket's user wrote it), None if that scope does not match.
+        """
         collection = self._registry.peek(event.collection)
         if collection is None or not collection.realtime or event.collection in self._excluded:
             return None
         listening = event.collection in connection.collections or (
             item_room(event.collection, event.key) in connection.rooms
         )
-        scope = self._audience.read_scope(connection, event.collection) if listening else None
+        if not listening:
+            return None
+        scopes = {} if scopes is None else scopes
+        if event.collection not in scopes:
+            scopes[event.collection] = self._audience.read_scope(connection, event.collection)
+        scope = scopes[event.collection]
         if scope is None:
             return None
+        own = connection.user_id is not None and connection.user_id == event.user_id
+        key = (event.position, event.collection, scope, own)
+        if payloads is None or key not in payloads:
+            payload = self._payload_for(collection, scope, event, own)
+            if payloads is None:
+                return self._envelope_for(connection, event, payload)
+            payloads[key] = payload
+        return self._envelope_for(connection, event, payloads[key])
+
+    def _payload_for(
+        self, collection: Any, scope: Any, event: ChangeEvent, own: bool
+    ) -> dict[str, Any] | None:
         view = self._audience.view(collection, scope)
         if not view.matches(event.item):
             return None
         payload = _item_payload(event, view.project(event.item))
-        if ITEM_WRITER_FIELD not in view.fields and connection.user_id != event.user_id:
+        if ITEM_WRITER_FIELD not in view.fields and not own:
             payload["userId"] = None
+        return payload
+
+    @staticmethod
+    def _envelope_for(
+        connection: Connection, event: ChangeEvent, payload: dict[str, Any] | None
+    ) -> Envelope | None:
+        if payload is None:
+            return None
         return Envelope(ITEM_EVENTS[event.action], payload, (connection.sid,), event.position)
 
     def _sids_of_user(self, user_id: str | None) -> set[str]:
