@@ -31,6 +31,8 @@ from livebase.realtime.offsets import Progress, offset
 from livebase.realtime.router import Envelope
 from livebase.realtime.session import ws_frame
 
+REPLAY_ENCODED = 20_000  # replayed payloads whose encoding is kept for the next socket
+
 
 class _Encoded:
     """One envelope's packet and frame, made on first use."""
@@ -80,6 +82,8 @@ class Delivery:
         self._max_queue_bytes = max_queue_bytes
         self._drop = drop
         self._held: dict[str, _Held] = {}
+        # Replayed events' encodings, by payload (kept alive here, so ids stay theirs).
+        self._replay_encoded: dict[tuple[int, str, str | None], tuple[Any, _Encoded]] = {}
         self.delivered = 0
         self.direct = 0  # of which written straight to the transport
 
@@ -129,10 +133,19 @@ class Delivery:
         connection = self._connections.get(sid)
         if connection is None:
             return
+        encoded = self._replay_encoded
+        if len(encoded) > REPLAY_ENCODED:
+            encoded.clear()
         for envelope in envelopes:
             position = envelope.position
             tag = None if position is None or connection.pid is None else offset(position)
-            self._write(connection, _Encoded(envelope.event, envelope.payload, tag, position))
+            # Sockets that recover together share payloads (replay.Replay): encode each once.
+            key = (id(envelope.payload), envelope.event, tag)
+            held = encoded.get(key)
+            if held is None or held[0] is not envelope.payload:
+                held = (envelope.payload, _Encoded(envelope.event, envelope.payload, tag, position))
+                encoded[key] = held
+            self._write(connection, held[1])
 
     def release(self, sid: str) -> None:
         """The replay is written: write what waited meanwhile, then deliver as usual."""

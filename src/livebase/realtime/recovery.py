@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,7 @@ from livebase.storage.changelog import ChangeLog
 _log = logging.getLogger("livebase.realtime")
 
 PID_BYTES = 18  # 144 random bits
+BOUNDS_FOR = 1.0  # seconds the log's bounds, once read, serve recoveries
 ATTEMPT_WAIT = 5.0  # seconds a retry waits for an earlier handshake of its session
 _PID_LENGTH = len(secrets.token_urlsafe(PID_BYTES))
 
@@ -75,6 +77,7 @@ class Recovery:
         self._clustered = clustered
         self.counts = {"recovered": 0, "refused": 0, "replayed": 0}  # /stats/realtime
         self._attempts: dict[str, asyncio.Future[None]] = {}  # pid -> its handshake here
+        self._known_bounds = (0, 0, -BOUNDS_FOR)  # the log's (oldest, newest, when read)
 
     async def starting_point(self) -> int:
         """The position a new socket starts at: all this process has handled; in a
@@ -134,7 +137,7 @@ class Recovery:
     async def _restore(self, connection: Connection, record: Record, offset: int) -> Recovered:
         if offset < record.start:
             raise _NotRecoverable("the offset is older than the session")
-        oldest, newest = await self._log.bounds()
+        oldest, newest = await self._bounds(offset)
         if offset > max(newest, self._progress.position):
             raise _NotRecoverable("the offset is not one of this deployment's")
         after = offset
@@ -152,6 +155,19 @@ class Recovery:
         until = max(after, await self.starting_point())
         missed = await self.replay.missed(connection, after, until)
         return Recovered(connection, record, collections, rooms, offset, until, missed)
+
+    async def _bounds(self, offset: int) -> tuple[int, int]:
+        """The log's oldest and newest positions, read at most every :data:`BOUNDS_FOR`
+        seconds (sockets that drop together come back together); again at once for
+        an offset past the newest one read, which may have come since. (Pruning
+        takes entries ``CHANGE_LOG_RETENTION`` old: a second-old oldest bound
+        only matters to an offset about that old.)"""
+        now = time.monotonic()
+        oldest, newest, read_at = self._known_bounds
+        if now - read_at > BOUNDS_FOR or offset > max(newest, self._progress.position):
+            oldest, newest = await self._log.bounds()
+            self._known_bounds = (oldest, newest, now)
+        return oldest, newest
 
     async def catch_up(self, recovered: Recovered) -> int:
         """What the process handled between the handshake and the socket entering its
