@@ -83,7 +83,7 @@ class Delivery:
         self._drop = drop
         self._held: dict[str, _Held] = {}
         # Replayed events' encodings, by payload (kept alive here, so ids stay theirs).
-        self._replay_encoded: dict[tuple[int, str, str | None], tuple[Any, _Encoded]] = {}
+        self._replay_encoded: dict[tuple[int, str, int | None], tuple[Any, _Encoded]] = {}
         self.delivered = 0
         self.direct = 0  # of which written straight to the transport
 
@@ -136,13 +136,14 @@ class Delivery:
         encoded = self._replay_encoded
         if len(encoded) > REPLAY_ENCODED:
             encoded.clear()
+        tagged = connection.pid is not None
         for envelope in envelopes:
             position = envelope.position
-            tag = None if position is None or connection.pid is None else offset(position)
             # Sockets that recover together share payloads (replay.Replay): encode each once.
-            key = (id(envelope.payload), envelope.event, tag)
+            key = (id(envelope.payload), envelope.event, position if tagged else None)
             held = encoded.get(key)
             if held is None or held[0] is not envelope.payload:
+                tag = None if position is None or not tagged else offset(position)
                 held = (envelope.payload, _Encoded(envelope.event, envelope.payload, tag, position))
                 encoded[key] = held
             self._write(connection, held[1])
