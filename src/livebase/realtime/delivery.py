@@ -88,7 +88,9 @@ class Delivery:
         self.direct = 0  # of which written straight to the transport
 
     def deliver(self, envelopes: Iterable[Envelope]) -> None:
-        connections, held = self._connections, self._held
+        # The loop per recipient is the fan-out's hot path: written out, not calls.
+        connections, held, sessions = self._connections, self._held, self._eio_sockets
+        delivered = direct = 0
         for envelope in envelopes:
             position = envelope.position
             tagged = _Encoded(
@@ -105,11 +107,25 @@ class Delivery:
                 if held and sid in held and self._still_held(sid, envelope):
                     continue
                 if connection.pid is not None:
-                    self._write(connection, tagged)
+                    encoded = tagged
+                else:
+                    if plain is None:
+                        plain = _Encoded(envelope.event, envelope.payload, None, position)
+                    encoded = plain
+                session = sessions.get(connection.eio_sid)
+                if session is None or session.closed or session.closing:
                     continue
-                if plain is None:
-                    plain = _Encoded(envelope.event, envelope.payload, None, position)
-                self._write(connection, plain)
+                transport = session.direct_transport()
+                if transport is not None:
+                    transport.write(encoded.frame or encoded.get_frame())
+                    direct += 1
+                elif not self._queue(sid, session, encoded.get_packet()):
+                    continue
+                delivered += 1
+                if position is not None:
+                    connection.sent = position
+        self.delivered += delivered
+        self.direct += direct
 
     # -- bringing a socket up to date ----------------------------------------------------
 
