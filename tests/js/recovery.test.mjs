@@ -457,7 +457,8 @@ describe('two processes sharing PostgreSQL and Redis, behind one proxy', () => {
     }
   });
 
-  test('dropped on one process, back through the other: recovered with what it missed', CLUSTER, async (t) => {
+  /** Ann's socket, through the proxy on the first process, with one event received. */
+  async function onTheFirstProcess(t) {
     proxy.pointAt(nodes[0].port);
     const ann = client(t, proxy.url, siteA.ann.token);
     await hello(ann);
@@ -465,7 +466,11 @@ describe('two processes sharing PostgreSQL and Redis, behind one proxy', () => {
     await siteA.write('notes', 'before');
     await eventually(() => texts(ann.log).length === 1, { what: '"before"' });
     await sessionStored(ann.socket._pid);
-    const id = ann.socket.id;
+    return { ann, id: ann.socket.id };
+  }
+
+  test('dropped on one process, back through the other: recovered with what it missed', CLUSTER, async (t) => {
+    const { ann, id } = await onTheFirstProcess(t);
 
     proxy.pointAt(nodes[1].port);
     await drop(ann, { stayAway: true });
@@ -484,14 +489,7 @@ describe('two processes sharing PostgreSQL and Redis, behind one proxy', () => {
   });
 
   test('its process killed (SIGKILL): recovered on the other with what was written there', CLUSTER, async (t) => {
-    proxy.pointAt(nodes[0].port);
-    const ann = client(t, proxy.url, siteA.ann.token);
-    await hello(ann);
-    assert.equal(proxy.accepted.at(-1).targetPort, nodes[0].port);
-    await siteA.write('notes', 'before');
-    await eventually(() => texts(ann.log).length === 1, { what: '"before"' });
-    await sessionStored(ann.socket._pid);
-    const id = ann.socket.id;
+    const { ann, id } = await onTheFirstProcess(t);
 
     proxy.pointAt(nodes[1].port);
     ann.gate.close();
