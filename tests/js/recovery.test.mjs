@@ -437,14 +437,14 @@ describe('two processes sharing PostgreSQL and Redis, behind one proxy', () => {
   });
 
   /**
-   * Wait until Redis holds the session of `pid` (`<SOCKET_REDIS_KEY>:session:<sha256(pid)>`,
-   * src/livebase/realtime/stored_sessions.py). livebase writes it WRITE_AFTER (50 ms)
-   * after the CONNECT reply: a process killed sooner leaves a pid that no other
-   * process knows, and the client gets a new session.
+   * Redis holds the session of `pid` (`<SOCKET_REDIS_KEY>:session:<sha256(pid)>`,
+   * src/livebase/realtime/stored_sessions.py) as soon as the client knows its pid:
+   * livebase stores it before the CONNECT reply, so a process killed right after
+   * leaves a session any other process can recover.
    */
   async function sessionStored(pid) {
     const key = `${redisKey}:session:${createHash('sha256').update(pid).digest('hex')}`;
-    await eventually(async () => (await redis(['EXISTS', key]))[0] === 1, { what: 'the session in Redis' });
+    assert.equal((await redis(['EXISTS', key]))[0], 1, 'the session is in Redis');
   }
 
   after(async () => {
