@@ -258,3 +258,41 @@ async def test_a_window_of_zero_turns_recovery_off(live: Live, clients: Any) -> 
     await client.drop()
     again = await client.next_connected()
     assert "recovered" not in again and not client.sio.recovered
+
+
+async def test_past_what_all_recoveries_may_hold_it_is_a_new_session(
+    live: Live, clients: Any
+) -> None:
+    # (Many sockets recovering at once with many missed events: stood in for here.)
+    recovery = live.realtime._lifecycle._recovery
+    assert recovery is not None
+    await _notes(live)
+    client = clients(live)
+    await client.connect(live.api.admin_token)
+    await client.drop(stay_away=True)
+    await _write(live, "missed")
+    recovery.holding = 20 * 10_000
+    try:
+        client.gate.set()
+        hello = await client.next_connected()
+    finally:
+        recovery.holding = 0
+    assert hello["recovered"] is False
+    await live.sentinel()
+    assert client.texts() == []
+    assert live.realtime.stats()["recovery"]["refused"] == 1
+
+
+async def test_the_events_a_recovery_held_are_let_go(live: Live, clients: Any) -> None:
+    recovery = live.realtime._lifecycle._recovery
+    assert recovery is not None
+    await _notes(live)
+    client = clients(live)
+    await client.connect(live.api.admin_token)
+    await client.drop(stay_away=True)
+    for n in range(3):
+        await _write(live, f"missed {n}")
+    client.gate.set()
+    assert (await client.next_connected())["missed"] == 3
+    await client.wait(lambda: len(client.texts()) == 3)
+    assert recovery.holding == 0

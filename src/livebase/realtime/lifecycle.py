@@ -174,6 +174,7 @@ class SocketLifecycle:
         try:
             until = await self._recovery.catch_up(recovered)
         except TooMany as exc:
+            self._recovery.written(recovered)
             self._eviction.drop(sid, f"recovered, but {exc} arrived while it reconnected")
             return
         self._delivery.hold(sid, until)
@@ -186,6 +187,7 @@ class SocketLifecycle:
         self._delivery.replay(
             sid, [Envelope("connected", hello, (sid,), recovered.offset), *recovered.missed]
         )
+        self._recovery.written(recovered)
         self._delivery.release(sid)
 
     # -- out -------------------------------------------------------------------------------

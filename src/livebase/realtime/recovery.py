@@ -36,7 +36,10 @@ _log = logging.getLogger("livebase.realtime")
 
 PID_BYTES = 18  # 144 random bits
 BOUNDS_FOR = 1.0  # seconds the log's bounds, once read, serve recoveries
-ATTEMPT_WAIT = 5.0  # seconds a retry waits for an earlier handshake of its session
+ATTEMPT_WAIT = 5.0
+# The missed events all recoveries under way may hold, in SOCKET_RECOVERY_MAX_EVENTS:
+# past it a reconnect is a new session (it reloads) rather than memory for all.
+HELD_PER_MAX = 20  # seconds a retry waits for an earlier handshake of its session
 _PID_LENGTH = len(secrets.token_urlsafe(PID_BYTES))
 
 
@@ -57,6 +60,7 @@ class Recovered:
     missed: list[Envelope] = field(default_factory=list)
     # Done once the socket is in, or its client went during the handshake.
     settled: asyncio.Future[None] | None = None
+    held: int = 0  # of the events every recovery under way holds (Recovery.holding)
 
 
 class Recovery:
@@ -78,6 +82,9 @@ class Recovery:
         self.counts = {"recovered": 0, "refused": 0, "replayed": 0}  # /stats/realtime
         self._attempts: dict[str, asyncio.Future[None]] = {}  # pid -> its handshake here
         self._known_bounds = (0, 0, -BOUNDS_FOR)  # the log's (oldest, newest, when read)
+        # Missed events held by the recoveries under way, and how many they may hold.
+        self.holding = 0
+        self._may_hold = HELD_PER_MAX * replay.max_events
 
     async def starting_point(self) -> int:
         """The position a new socket starts at: all this process has handled; in a
@@ -154,7 +161,12 @@ class Recovery:
         await self._memberships.want(self._memberships.channels(collections, rooms))
         until = max(after, await self.starting_point())
         missed = await self.replay.missed(connection, after, until)
-        return Recovered(connection, record, collections, rooms, offset, until, missed)
+        if self.holding + len(missed) > self._may_hold:
+            raise _NotRecoverable(f"recoveries under way already hold {self.holding} missed events")
+        self.holding += len(missed)
+        recovered = Recovered(connection, record, collections, rooms, offset, until, missed)
+        recovered.held = len(missed)
+        return recovered
 
     async def _bounds(self, offset: int) -> tuple[int, int]:
         """The log's oldest and newest positions, read at most every :data:`BOUNDS_FOR`
@@ -175,12 +187,21 @@ class Recovery:
         now = self._progress.position
         if now > recovered.until:
             connection = recovered.connection
-            recovered.missed += await self.replay.missed(
+            more = await self.replay.missed(
                 connection, recovered.until, now, already=len(recovered.missed)
             )
+            recovered.missed += more
+            recovered.held += len(more)
+            self.holding += len(more)
             recovered.until = now
         self.counts["replayed"] += len(recovered.missed)
         return recovered.until
+
+    def written(self, recovered: Recovered) -> None:
+        """The replay is written (or will never be): its events are no longer held."""
+        self.holding -= recovered.held
+        recovered.held = 0
+        recovered.missed = []
 
     def settle(self, recovered: Recovered) -> None:
         """The recovered socket is in: a later reconnect of its session may go ahead."""
@@ -193,6 +214,7 @@ class Recovery:
     async def abandon(self, recovered: Recovered) -> None:
         """The reconnect went before it was in: its session stays recoverable."""
         pid = recovered.connection.pid
+        self.written(recovered)
         if pid is not None:
             await self.book.put_back(pid, recovered.record)
         self.settle(recovered)
