@@ -67,6 +67,9 @@ class Manager(socketio.AsyncManager):  # type: ignore[misc]
         self._confirmations: dict[str, _Confirmation] = {}
         self._refused: set[tuple[str, Any]] = set()  # (node, version) already logged
         self.received = 0
+        # (namespace, sid) -> the rooms it is in: python-socketio finds them by
+        # visiting every room, so N sockets going at once cost N x rooms.
+        self._rooms_of: dict[tuple[str, Any], set[Any]] = {}
 
     @property
     def clustered(self) -> bool:
@@ -79,6 +82,35 @@ class Manager(socketio.AsyncManager):  # type: ignore[misc]
 
     def part(self, sid: str, room: str) -> None:
         self.basic_leave_room(sid, NAMESPACE, room)
+
+    def basic_enter_room(self, sid: Any, namespace: str, room: Any, eio_sid: Any = None) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._rooms_of.setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: Any, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        rooms = self._rooms_of.get((namespace, sid))
+        if rooms is not None:
+            rooms.discard(room)
+            if not rooms:
+                del self._rooms_of[(namespace, sid)]
+
+    def basic_disconnect(self, sid: Any, namespace: str, **kwargs: Any) -> None:
+        """python-socketio's, leaving only the rooms the socket is in."""
+        if namespace not in self.rooms:
+            return
+        for room in list(self._rooms_of.get((namespace, sid), ())):
+            self.basic_leave_room(sid, namespace, room)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting is not None and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: Any, namespace: str) -> list[Any]:
+        return [room for room in self._rooms_of.get((namespace, sid), ()) if room is not None]
 
     def pre_connect_as(self, eio_sid: str, namespace: str, sid: str) -> str | None:
         """python-socketio's ``pre_connect`` with the sid chosen by the server (the
