@@ -33,7 +33,6 @@ _PUT = text(
         record = excluded.record, expires_at = excluded.expires_at
     WHERE livebase_socket_sessions.generation <= excluded.generation"""
 )
-_FIND = text("SELECT 1 FROM livebase_socket_sessions WHERE pid_hash = :key")
 _TAKE = text(
     "DELETE FROM livebase_socket_sessions WHERE pid_hash = :key RETURNING record, expires_at"
 )
@@ -64,11 +63,8 @@ class DatabaseSessions:
 
     async def take(self, key: str) -> str | None:
         """The record under ``key``, removed so that only one reconnect gets it;
-        None if there is none or it no longer counts. An unknown id costs a read,
-        not a write (anyone may present one)."""
-        async with self._db.connect() as conn:
-            if (await conn.execute(_FIND, {"key": key})).first() is None:
-                return None
+        None if there is none or it no longer counts. (An unknown id changes
+        nothing: SQLite writes no page for a DELETE that matched no row.)"""
         async with self._db.transaction() as conn:
             row = (await conn.execute(_TAKE, {"key": key})).first()
         if row is None or row[1] < time.time():
