@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import socketio
 
+from livebase.realtime.recovery import Recovery
 from tests.realtime.conftest import TIMEOUT, Live
 from tests.realtime.recovering import Recovering
 
@@ -260,12 +261,17 @@ async def test_a_window_of_zero_turns_recovery_off(live: Live, clients: Any) -> 
     assert "recovered" not in again and not client.sio.recovered
 
 
+def _recovery_of(live: Live) -> Recovery:
+    recovery = live.realtime._lifecycle._recovery
+    assert recovery is not None
+    return recovery
+
+
 async def test_past_what_all_recoveries_may_hold_it_is_a_new_session(
     live: Live, clients: Any
 ) -> None:
     # (Many sockets recovering at once with many missed events: stood in for here.)
-    recovery = live.realtime._lifecycle._recovery
-    assert recovery is not None
+    recovery = _recovery_of(live)
     await _notes(live)
     client = clients(live)
     await client.connect(live.api.admin_token)
@@ -284,8 +290,7 @@ async def test_past_what_all_recoveries_may_hold_it_is_a_new_session(
 
 
 async def test_the_events_a_recovery_held_are_let_go(live: Live, clients: Any) -> None:
-    recovery = live.realtime._lifecycle._recovery
-    assert recovery is not None
+    recovery = _recovery_of(live)
     await _notes(live)
     client = clients(live)
     await client.connect(live.api.admin_token)

@@ -150,8 +150,6 @@ class SocketLifecycle:
         rooms = recovered.rooms if recovered is not None else None
         self._memberships.enter(connection, admitted.collections, rooms)
         self._authorization.schedule_expiry(connection)
-        if self._recovery is not None:
-            self._recovery.book.save(connection)  # with the rooms it just entered
         if recovered is not None:
             await self._replay(connection, recovered)
         else:

@@ -8,7 +8,6 @@ replayed, fields are cut as they would be today, and each event comes once.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from livebase.realtime.connections import Connection
@@ -18,8 +17,6 @@ from livebase.realtime.router import Envelope, Router
 from livebase.services.events import ChangeEvent, Event, FileChanged, NotificationChanged
 from livebase.services.relay import ChangeRelay
 from livebase.storage.changelog import BATCH, Entry
-
-_log = logging.getLogger("livebase.realtime")
 
 # Log entries read per event a replay may hold: a socket that reads little of
 # a busy log costs reads, so they are bounded too.
