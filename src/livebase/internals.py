@@ -142,6 +142,7 @@ _PATCHES: list[tuple[str, str, Callable[[], bool]]] = [
         _has(
             socketio.AsyncServer,
             "_handle_event",
+            "_handle_event_internal",
             "_handle_eio_message",
             "_handle_connect",
             "_send_packet",

@@ -108,10 +108,16 @@ class NoCollections:
         return None
 
 
+class NoLiveQueries:
+    def change(self, event: ChangeEvent) -> list[tuple[Any, ...]]:
+        return []
+
+
 def table(recorder: Recorder) -> Any:
     stand_in: Any = recorder
     registry: Any = NoCollections()
-    return event_kinds(stand_in, stand_in, stand_in, registry, recorder.taken_over)
+    live: Any = NoLiveQueries()
+    return event_kinds(stand_in, live, stand_in, stand_in, registry, recorder.taken_over)
 
 
 Node = tuple[Pipeline, Manager, Recorder]

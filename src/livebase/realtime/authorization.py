@@ -23,6 +23,7 @@ from typing import Any
 from livebase.realtime.audience import Audience
 from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.eviction import Eviction
+from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.memberships import Memberships
 from livebase.realtime.router import stamped
 from livebase.realtime.timers import Timers
@@ -39,6 +40,7 @@ class LiveAuthorization:
         self,
         connections: Connections,
         memberships: Memberships,
+        live: LiveQueries,
         audience: Audience,
         permissions: PermissionService,
         registry: CollectionRegistry,
@@ -48,6 +50,7 @@ class LiveAuthorization:
     ) -> None:
         self._connections = connections
         self._memberships = memberships
+        self._live = live
         self._audience = audience
         self._permissions = permissions
         self._registry = registry
@@ -73,8 +76,10 @@ class LiveAuthorization:
 
     async def permissions_changed(self, event: PermissionsChanged) -> None:
         self._audience.forget_views()
-        for connection in self._connections.of_role(event.role):
+        affected = self._connections.of_role(event.role)
+        for connection in affected:
             await self._memberships.refresh(connection)
+        self._live.refresh(affected)
 
     # -- what another process changed ----------------------------------------------------
 
@@ -115,10 +120,12 @@ class LiveAuthorization:
             elif event.item.get("role") != connection.role:
                 connection.who = replace(connection.who, role=event.item["role"])
                 await self._memberships.refresh(connection)
+                self._live.refresh([connection])
 
     async def _schema_changed(self, event: ChangeEvent) -> None:
         self._audience.forget_views()
         name = str(event.key)
+        self._live.collection_changed(name)
         if event.action == "delete":
             for sid in self._audience.drop_collection(name):
                 connection = self._connections.get(sid)

@@ -6,6 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from livebase.realtime.subscriptions import Subscription
 from livebase.services.accountability import Accountability
 
 
@@ -23,6 +24,7 @@ class Connection:
     sent: int = 0  # the newest change-log position written to this socket
     start: int = 0  # the position it was brought up to when its session began
     generation: int = 0  # how many times its session was recovered
+    subscriptions: dict[str, Subscription] = field(default_factory=dict)  # live queries, by id
 
     @property
     def user_id(self) -> str | None:

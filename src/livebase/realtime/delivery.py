@@ -57,6 +57,16 @@ class _Encoded:
 
 
 @dataclass
+class _Paused:
+    """A socket whose events wait while a live query's snapshot is read."""
+
+    count: int = 1  # snapshots under way
+    waiting: list[Envelope] = field(default_factory=list)
+    drops: list[Callable[[Envelope], bool]] = field(default_factory=list)
+    extra: list[tuple[tuple[int, int], Envelope]] = field(default_factory=list)
+
+
+@dataclass
 class _Held:
     """A socket brought up to ``until``: the events up to there come from its replay."""
 
@@ -82,6 +92,7 @@ class Delivery:
         self._max_queue_bytes = max_queue_bytes
         self._drop = drop
         self._held: dict[str, _Held] = {}
+        self._paused: dict[str, _Paused] = {}
         # Replayed events' encodings, by payload (kept alive here, so ids stay theirs).
         self._replay_encoded: dict[tuple[int, str, int | None], tuple[Any, _Encoded]] = {}
         self.delivered = 0
@@ -90,6 +101,7 @@ class Delivery:
     def deliver(self, envelopes: Iterable[Envelope]) -> None:
         # The loop per recipient is the fan-out's hot path: written out, not calls.
         connections, held, sessions = self._connections, self._held, self._eio_sockets
+        paused = self._paused
         delivered = direct = 0
         for envelope in envelopes:
             position = envelope.position
@@ -103,6 +115,8 @@ class Delivery:
             for sid in envelope.sids:
                 connection = connections.get(sid)
                 if connection is None:
+                    continue
+                if paused and sid in paused and self._waits(sid, envelope):
                     continue
                 if held and sid in held and self._still_held(sid, envelope):
                     continue
@@ -126,6 +140,58 @@ class Delivery:
                     connection.sent = position
         self.delivered += delivered
         self.direct += direct
+
+    # -- a live query's snapshot ------------------------------------------------------------
+
+    def pause(self, sid: str) -> None:
+        """Keep ``sid``'s events until :meth:`resume`: a snapshot is being read, and
+        the answer carrying it must go first. Pauses nest."""
+        state = self._paused.get(sid)
+        if state is None:
+            self._paused[sid] = _Paused()
+        else:
+            state.count += 1
+
+    def resume(
+        self,
+        sid: str,
+        drop: Callable[[Envelope], bool] | None = None,
+        extra: Iterable[tuple[tuple[int, int], Envelope]] = (),
+    ) -> None:
+        """One snapshot is answered: events it already holds are ``drop``-ped, and
+        ``extra`` ones (sorted in by their keys, ``(position, 0 or 1)``) added. Once
+        the last snapshot is answered, what waited is written, in position order."""
+        state = self._paused.get(sid)
+        if state is None:
+            return
+        if drop is not None:
+            state.drops.append(drop)
+        state.extra.extend(extra)
+        state.count -= 1
+        if state.count > 0:
+            return
+        del self._paused[sid]
+        keyed: list[tuple[tuple[int, int], Envelope]] = []
+        last = 0
+        for envelope in state.waiting:
+            if any(dropped(envelope) for dropped in state.drops):
+                continue
+            if envelope.position is not None:
+                last = envelope.position
+            keyed.append(((last, 0), envelope))
+        keyed.extend(state.extra)
+        keyed.sort(key=lambda pair: pair[0])
+        self.deliver(
+            Envelope(e.event, e.payload, (sid,), e.position, personal=e.personal) for _, e in keyed
+        )
+
+    def _waits(self, sid: str, envelope: Envelope) -> bool:
+        waiting = self._paused[sid].waiting
+        if len(waiting) >= self._max_queue:
+            self._drop(sid, f"{self._max_queue} events arrived while a snapshot was read")
+        else:
+            waiting.append(envelope)
+        return True
 
     # -- bringing a socket up to date ----------------------------------------------------
 
@@ -175,9 +241,9 @@ class Delivery:
         for envelope in waiting:
             position = envelope.position
             if position is not None:
-                if position <= state.until:
+                if position <= state.until and not envelope.personal:
                     continue  # the replay had it
-                mark = position
+                mark = max(mark, position)
             if connection is not None:
                 tag = offset(mark) if connection.pid is not None else None
                 self._write(connection, _Encoded(envelope.event, envelope.payload, tag, position))
@@ -186,6 +252,7 @@ class Delivery:
 
     def forget(self, sid: str) -> None:
         self._held.pop(sid, None)
+        self._paused.pop(sid, None)
 
     def brought_up_to(self, sid: str) -> int | None:
         """The position ``sid`` has been brought up to; None while its replay waits."""
@@ -206,7 +273,7 @@ class Delivery:
                 state.waiting.append(envelope)
             return True
         position = envelope.position
-        if position is not None and position <= state.until:
+        if position is not None and position <= state.until and not envelope.personal:
             return True  # came before the socket, or its replay had it
         if self._progress.position >= state.until:
             del self._held[sid]  # this process has caught up with the socket

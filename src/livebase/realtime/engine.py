@@ -21,6 +21,9 @@ candidate for an upstream report:
   answers CONNECT with ``{sid}`` alone; a recovered session keeps its sid
   and the reply carries its private id (``_handle_connect``;
   ``test_recovery``);
+- an event handler's answer is the last thing it can send: a live query's
+  ack (its snapshot) must go before the changes that follow it
+  (``_handle_event_internal``, :class:`FollowedBy`; ``test_live_queries``);
 - python-engineio keeps four asyncio tasks per WebSocket session and does
   not keep the session's WebSocket, which the delivery stage needs to write
   frames directly: its sessions are :class:`session.Session` (every realtime
@@ -57,6 +60,15 @@ class Admission:
 
     sid: str
     pid: str | None
+
+
+@dataclass(frozen=True)
+class FollowedBy:
+    """A handler's answer, and what to send the socket once the answer went out
+    (a live query's first changes come after the snapshot its ack carries)."""
+
+    ack: Any
+    then: Callable[[], None]
 
 
 # (eio_sid, environ, auth) -> Admission, or raises ConnectionRefusedError.
@@ -126,6 +138,28 @@ class EngineWorkarounds(socketio.AsyncServer):  # type: ignore[misc]
             _log.info("ignored an event from %s: %s", eio_sid, problem)
             return
         await super()._handle_event(eio_sid, namespace, id, data)
+
+    async def _handle_event_internal(
+        self, server: Any, sid: str, eio_sid: str, data: Any, namespace: Any, id: Any
+    ) -> None:
+        """python-socketio's, with :class:`FollowedBy` answers: the ack is sent
+        (queued behind what the socket was sent before), then ``then`` runs."""
+        answer = await server._trigger_event(data[0], namespace, sid, *data[1:])
+        then = None
+        if isinstance(answer, FollowedBy):
+            answer, then = answer.ack, answer.then
+        if answer is not self.not_handled and id is not None:
+            if answer is None:
+                args = []
+            elif isinstance(answer, tuple):
+                args = list(answer)
+            else:
+                args = [answer]
+            await server._send_packet(
+                eio_sid, self.packet_class(packet.ACK, namespace=namespace, id=id, data=args)
+            )
+        if then is not None:
+            then()
 
     def _event_problem(self, data: Any) -> str | None:
         if not isinstance(data, list) or not data or not isinstance(data[0], str):

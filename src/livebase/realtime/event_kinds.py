@@ -16,6 +16,7 @@ from livebase.realtime.authorization import LiveAuthorization
 from livebase.realtime.connections import SocketTakenOver
 from livebase.realtime.delivery import Delivery
 from livebase.realtime.emits import ToEveryone, ToRoom, notification_emit
+from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.pipeline import EVERY_PROCESS_CONFIRMED, EventKind, Spread
 from livebase.realtime.router import Router
 from livebase.services.events import (
@@ -30,6 +31,7 @@ from livebase.services.registry import CollectionRegistry
 
 def event_kinds(
     router: Router,
+    live: LiveQueries,
     delivery: Delivery,
     authorization: LiveAuthorization,
     registry: CollectionRegistry,
@@ -39,7 +41,7 @@ def event_kinds(
 
     async def change(event: ChangeEvent) -> None:
         if await authorization.changed(event):
-            deliver(router.change(event))
+            deliver([*router.change(event), *live.change(event)])
 
     def to_room(emit: ToRoom) -> None:
         deliver(router.to_room(emit.room, emit.event, emit.payload, emit.position))

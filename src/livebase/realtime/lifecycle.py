@@ -182,8 +182,10 @@ class SocketLifecycle:
             "recovered": True,
             "missed": len(recovered.missed),
         }
+        ended = [Envelope(e.event, e.payload, e.sids, until) for e in recovered.ended]
         self._delivery.replay(
-            sid, [Envelope("connected", hello, (sid,), recovered.offset), *recovered.missed]
+            sid,
+            [Envelope("connected", hello, (sid,), recovered.offset), *recovered.missed, *ended],
         )
         self._recovery.written(recovered)
         self._delivery.release(sid)

@@ -1,18 +1,23 @@
-"""Which rooms each socket is in, and what goes with being in one.
+"""Which rooms each socket is in (and which live queries it holds), and what goes
+with being in one.
 
 A collection room registers the socket's read scope with the audience (the
 router fans item events out by scope); an item room or a custom room counts
 towards ``SOCKET_MAX_ROOMS``; joining a collection's or an item's room
 subscribes this process to the collection's changes in a cluster. Every
 join and leave of the realtime server goes through here, so the three stay
-in step.
+in step. A socket's live queries (:mod:`live_queries`) come and go with it
+like its rooms: they enter, are forgotten and are restored here too.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from livebase.realtime.audience import Audience
 from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.connections import Connection
+from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.rooms import (
     PRESENCE,
     RoomRefused,
@@ -20,6 +25,7 @@ from livebase.realtime.rooms import (
     collection_room,
     user_room,
 )
+from livebase.realtime.router import Envelope
 from livebase.services.permissions import PermissionService
 
 COLLECTION = "collection:"
@@ -33,6 +39,7 @@ class Memberships:
         audience: Audience,
         rules: RoomRules,
         permissions: PermissionService,
+        live: LiveQueries,
         *,
         max_rooms: int,
         auto_join: bool,
@@ -41,6 +48,7 @@ class Memberships:
         self._audience = audience
         self._rules = rules
         self._permissions = permissions
+        self._live = live
         self._max_rooms = max_rooms
         self._auto_join = auto_join
 
@@ -67,6 +75,7 @@ class Memberships:
             self._manager.join(connection.sid, room)
             if _counted(connection, room):
                 connection.rooms.add(room)
+        self._live.enter(connection)
 
     async def still_allowed(
         self, connection: Connection, collections: list[str], rooms: list[str]
@@ -84,6 +93,11 @@ class Memberships:
             allowed.append(room)
         return kept, allowed
 
+    async def restore_live(self, connection: Connection, stored: list[Any]) -> list[Envelope]:
+        """A recovered session's live queries, asked again with the rights of now
+        (:meth:`LiveQueries.restore`); the notices of those that ended."""
+        return await self._live.restore(connection, stored)
+
     @staticmethod
     def channels(collections: list[str], rooms: list[str]) -> set[str]:
         """The collections whose changes a process must hear of for these rooms."""
@@ -93,6 +107,7 @@ class Memberships:
         """A socket is gone: python-socketio forgets its rooms, the audience its scopes."""
         for collection in connection.collections:
             self._audience.remove(connection.sid, collection)
+        self._live.forget(connection)
 
     async def join(self, connection: Connection, room: str) -> None:
         """Put ``connection`` in ``room``, or raise :class:`RoomRefused` saying why not."""
@@ -156,7 +171,7 @@ class Memberships:
 
     async def keep_only_listened(self) -> None:
         """Cluster only: stop hearing of collections nobody here has listened to for a while."""
-        listened = set(self._audience.collections())
+        listened = set(self._audience.collections()) | self._live.collections()
         for room in self._manager.rooms.get(NAMESPACE, {}):
             if isinstance(room, str) and room.startswith(ITEM):
                 listened.add(room.split(":", 2)[1])

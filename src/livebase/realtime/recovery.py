@@ -58,6 +58,7 @@ class Recovered:
     offset: int  # the client's
     until: int  # the replay reaches this position
     missed: list[Envelope] = field(default_factory=list)
+    ended: list[Envelope] = field(default_factory=list)  # live queries it may not have now
     # Done once the socket is in, or its client went during the handshake.
     settled: asyncio.Future[None] | None = None
     held: int = 0  # of the events every recovery under way holds (Recovery.holding)
@@ -158,13 +159,14 @@ class Recovery:
         )
         connection.collections.update(collections)
         connection.rooms.update(rooms)
+        ended = await self._memberships.restore_live(connection, record.subscriptions)
         await self._memberships.want(self._memberships.channels(collections, rooms))
         until = max(after, await self.starting_point())
         missed = await self.replay.missed(connection, after, until)
         if self.holding + len(missed) > self._may_hold:
             raise _NotRecoverable(f"recoveries under way already hold {self.holding} missed events")
         self.holding += len(missed)
-        recovered = Recovered(connection, record, collections, rooms, offset, until, missed)
+        recovered = Recovered(connection, record, collections, rooms, offset, until, missed, ended)
         recovered.held = len(missed)
         return recovered
 

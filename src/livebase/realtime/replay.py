@@ -4,6 +4,8 @@ Each logged entry becomes the event the relay made of it
 (:meth:`ChangeRelay.event`) and goes through the router's rules for one
 socket, with the socket's rights *now*: what it may no longer read is not
 replayed, fields are cut as they would be today, and each event comes once.
+A change reaches the socket's rooms as the item event and its live queries
+as the subscription events they would have been.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from livebase.realtime.connections import Connection
 from livebase.realtime.emits import notification_emit
+from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.rooms import user_room
 from livebase.realtime.router import Envelope, Router
 from livebase.services.events import ChangeEvent, Event, FileChanged, NotificationChanged
@@ -39,9 +42,12 @@ class Replay:
     schema change meanwhile shows in the fields the router cuts, as live.
     """
 
-    def __init__(self, relay: ChangeRelay, router: Router, max_events: int) -> None:
+    def __init__(
+        self, relay: ChangeRelay, router: Router, live: LiveQueries, max_events: int
+    ) -> None:
         self._relay = relay
         self._router = router
+        self._live = live
         self.max_events = max_events
         self._capacity = 2 * max_events
         self._next: dict[int, int] = {}  # a position -> the next logged one
@@ -74,9 +80,8 @@ class Replay:
                 break
             position = following
             event = self._events.get(position)
-            envelope = self.route(connection, event, scopes) if event is not None else None
-            if envelope is not None:
-                envelopes.append(envelope)
+            if event is not None:
+                envelopes += self.route(connection, event, scopes)
                 if already + len(envelopes) > self.max_events:
                     raise TooMany(f"more than {self.max_events} missed events")
         return envelopes
@@ -103,14 +108,16 @@ class Replay:
 
     def route(
         self, connection: Connection, event: Event, scopes: dict[str, Any] | None = None
-    ) -> Envelope | None:
+    ) -> list[Envelope]:
+        found: Envelope | None = None
         if isinstance(event, ChangeEvent):
-            return self._router.change_for(connection, event, scopes, self._payloads)
+            found = self._router.change_for(connection, event, scopes, self._payloads)
+            live = self._live.change_for(connection, event, self._payloads)
+            return [found, *live] if found is not None else live
         if isinstance(event, FileChanged):
-            return self._router.file_for(connection, event)
-        if isinstance(event, NotificationChanged):
+            found = self._router.file_for(connection, event)
+        elif isinstance(event, NotificationChanged):
             emit = notification_emit(event)
-            if connection.user_id is None or emit.room != user_room(connection.user_id):
-                return None
-            return Envelope(emit.event, emit.payload, (connection.sid,), emit.position)
-        return None
+            if connection.user_id is not None and emit.room == user_room(connection.user_id):
+                found = Envelope(emit.event, emit.payload, (connection.sid,), emit.position)
+        return [found] if found is not None else []

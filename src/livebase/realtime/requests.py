@@ -1,4 +1,4 @@
-"""What clients ask of the server: join, leave, and extension events.
+"""What clients ask of the server: join, leave, subscribe, unsubscribe, and extension events.
 
 Each handler answers a client; the rules it applies live elsewhere (who may
 join a room in :mod:`rooms`, what a room means in :mod:`memberships`);
@@ -14,13 +14,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livebase.realtime.connections import Connection, Connections
-from livebase.realtime.engine import EngineWorkarounds
+from livebase.realtime.engine import EngineWorkarounds, FollowedBy
+from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.memberships import Memberships
 from livebase.realtime.rooms import RoomRefused, SocketInfo, room_name
 from livebase.realtime.service import EventHandler
 
 _log = logging.getLogger("livebase.realtime")
-RESERVED_EVENTS = frozenset({"connect", "disconnect", "join", "leave", "message", "*"})
+RESERVED_EVENTS = frozenset(
+    {"connect", "disconnect", "join", "leave", "subscribe", "unsubscribe", "message", "*"}
+)
 
 Ack = dict[str, Any]
 
@@ -31,16 +34,20 @@ class ClientRequests:
         sio: EngineWorkarounds,
         connections: Connections,
         memberships: Memberships,
+        live: LiveQueries,
         rooms_changed: Callable[[Connection], Awaitable[None]],
     ) -> None:
         self._sio = sio
         self._connections = connections
         self._memberships = memberships
+        self._live = live
         self._rooms_changed = rooms_changed  # stored: a recovery restores them
 
     def register(self) -> None:
         self._sio.on("join", self._on_join)
         self._sio.on("leave", self._on_leave)
+        self._sio.on("subscribe", self._on_subscribe)
+        self._sio.on("unsubscribe", self._on_unsubscribe)
         self._sio.on("*", self._on_unknown_event)
 
     # -- rooms ---------------------------------------------------------------------------
@@ -68,6 +75,20 @@ class ClientRequests:
             return _refused(str(exc))
         await self._rooms_changed(connection)
         return {"success": True, "room": room}
+
+    # -- live queries ----------------------------------------------------------------------
+
+    async def _on_subscribe(self, sid: str, *args: Any) -> Ack | FollowedBy:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return _refused("not connected")
+        return await self._live.subscribe(connection, args[0] if args else None)
+
+    async def _on_unsubscribe(self, sid: str, *args: Any) -> Ack:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return _refused("not connected")
+        return await self._live.unsubscribe(connection, args[0] if args else None)
 
     async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> Ack:
         return unknown_event(event)

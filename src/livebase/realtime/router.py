@@ -41,6 +41,10 @@ class Envelope:
     payload: Any
     sids: Sized[str]
     position: int | None = None  # the change log entry it tells of; None: not a logged change
+    source: object = None  # what made it, when that matters (a live query's group)
+    # Made for its sockets alone, after the fact (a live query brought up to date): never
+    # taken for an event their start or a replay already covered.
+    personal: bool = False
 
 
 class Router:

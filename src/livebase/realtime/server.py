@@ -4,7 +4,9 @@
 
 - :mod:`lifecycle`: sockets connecting (new, or recovering their session
   through :mod:`recovery`) and going;
-- :mod:`requests`: what clients ask (join, leave, events of extensions);
+- :mod:`requests`: what clients ask (join, leave, subscribe, unsubscribe,
+  events of extensions);
+- :mod:`live_queries`: subscriptions to queries, and the changes to them;
 - :mod:`pipeline` driven by :mod:`event_kinds`: every event, from the
   services' event bus or another process, through :mod:`router` (who gets
   which payload) and :mod:`delivery` (writing to sockets);
@@ -39,6 +41,7 @@ from livebase.realtime.engine import EngineWorkarounds
 from livebase.realtime.event_kinds import event_kinds
 from livebase.realtime.eviction import Eviction
 from livebase.realtime.lifecycle import SocketLifecycle
+from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.memberships import Memberships
 from livebase.realtime.nodes import HEARTBEAT, NodeDirectory
 from livebase.realtime.offsets import Progress
@@ -112,11 +115,29 @@ class Realtime:
         settings = self.settings
         audience = Audience(services.permissions, services.registry)
         self.rules = RoomRules(audience, services.items)
+        self.delivery = Delivery(
+            self.sio.eio.sockets,
+            self.connections.by_sid,
+            self.progress,
+            settings.SOCKET_MAX_QUEUE,
+            settings.SOCKET_MAX_QUEUE_BYTES,
+            self.eviction.drop_slow_consumer,
+        )
+        self.live = live = LiveQueries(
+            services.live,
+            self.connections,
+            self.delivery,
+            self.progress,
+            self._manager.want,
+            self._tasks.spawn,
+            max_subscriptions=settings.SOCKET_MAX_SUBSCRIPTIONS,
+        )
         memberships = Memberships(
             self._manager,
             audience,
             self.rules,
             services.permissions,
+            live,
             max_rooms=settings.SOCKET_MAX_ROOMS,
             auto_join=settings.SOCKET_AUTO_JOIN_COLLECTIONS,
         )
@@ -127,18 +148,11 @@ class Realtime:
             services.registry,
             set(settings.SOCKET_EXCLUDE_COLLECTIONS),
         )
-        self.delivery = Delivery(
-            self.sio.eio.sockets,
-            self.connections.by_sid,
-            self.progress,
-            settings.SOCKET_MAX_QUEUE,
-            settings.SOCKET_MAX_QUEUE_BYTES,
-            self.eviction.drop_slow_consumer,
-        )
         tell = self._tell
         authorization = LiveAuthorization(
             self.connections,
             memberships,
+            live,
             audience,
             services.permissions,
             services.registry,
@@ -147,7 +161,7 @@ class Realtime:
             tell,
         )
         kinds = event_kinds(
-            router, self.delivery, authorization, services.registry, self._taken_over
+            router, live, self.delivery, authorization, services.registry, self._taken_over
         )
         self._pipeline = Pipeline(kinds, self._manager, self.progress)
         self._pipeline.start_at(await services.relay.log.published())
@@ -167,14 +181,16 @@ class Realtime:
                 store = RedisSessions(services.redis)
             recovery = Recovery(
                 SessionBook(store, settings.SOCKET_RECOVERY_WINDOW),
-                Replay(services.relay, router, settings.SOCKET_RECOVERY_MAX_EVENTS),
+                Replay(services.relay, router, live, settings.SOCKET_RECOVERY_MAX_EVENTS),
                 services.relay.log,
                 memberships,
                 self.progress,
                 lambda: self._manager.clustered,
             )
             self._tasks.spawn(self._renew_sessions(recovery.book))
-        self._stats = RealtimeStats(self._manager, self.connections, self.delivery, nodes, recovery)
+        self._stats = RealtimeStats(
+            self._manager, self.connections, self.delivery, nodes, recovery, live
+        )
         self._lifecycle = SocketLifecycle(
             self.sio,
             self._manager,
@@ -191,7 +207,8 @@ class Realtime:
         self._lifecycle.take_over = self._pipeline.publish_now
         self._lifecycle.register()
         rooms_changed = recovery.book.save if recovery is not None else _nothing
-        ClientRequests(self.sio, self.connections, memberships, rooms_changed).register()
+        live.save = rooms_changed
+        ClientRequests(self.sio, self.connections, memberships, live, rooms_changed).register()
         unsubscribe = services.events.subscribe(self._pipeline.publish)
         self._attached = _Attached(nodes, presence, unsubscribe, recovery)
         if nodes is not None:

@@ -8,6 +8,7 @@ from typing import Any
 from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.connections import Connections
 from livebase.realtime.delivery import Delivery
+from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.nodes import NodeDirectory
 from livebase.realtime.recovery import Recovery
 
@@ -20,12 +21,14 @@ class RealtimeStats:
         delivery: Delivery,
         nodes: NodeDirectory | None,
         recovery: Recovery | None,
+        live: LiveQueries,
     ) -> None:
         self._manager = manager
         self._connections = connections
         self._delivery = delivery
         self._nodes = nodes
         self._recovery = recovery
+        self._live = live
 
     def here(self) -> dict[str, Any]:
         rooms = {
@@ -39,6 +42,7 @@ class RealtimeStats:
             "users": self._connections.users,
             "rooms": rooms,
             "delivered": self._delivery.delivered,
+            "liveQueries": self._live.stats(),
             **({"recovery": dict(self._recovery.counts)} if self._recovery else {}),
             **({"pubsub": self._manager.counters()} if self._manager.clustered else {}),
         }

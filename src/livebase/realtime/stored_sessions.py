@@ -45,6 +45,7 @@ class Record:
     start: int  # the position its offsets began at
     collections: list[str] = field(default_factory=list)
     rooms: list[str] = field(default_factory=list)  # item, custom and presence rooms
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)  # live queries
     # Once gone: the position it had been brought up to, and the newest one
     # written to it (None: still connected, or its process died).
     upto: int | None = None
@@ -71,6 +72,9 @@ class Record:
             start=connection.start,
             collections=sorted(connection.collections),
             rooms=sorted(connection.rooms),
+            subscriptions=[
+                s.stored() for s in connection.subscriptions.values() if s.since is not None
+            ],
             upto=upto,
             sent=connection.sent if upto is not None else None,
         )

@@ -9,6 +9,7 @@ from livebase.services.events import EventBus
 from livebase.services.files import FileService
 from livebase.services.hooks import HookRegistry
 from livebase.services.items import ItemsService
+from livebase.services.live import LiveQueryService
 from livebase.services.notifications import NotificationService
 from livebase.services.permissions import PermissionService
 from livebase.services.ratelimit import RateLimiter
@@ -41,6 +42,7 @@ class Services:
     hooks: HookRegistry
     files: FileService
     relay: ChangeRelay
+    live: LiveQueryService
     redis: RedisLink | None = None  # set when several processes share Redis
 
     async def start(self) -> None:
@@ -104,5 +106,8 @@ def build_services(settings: Settings, secret_key: str) -> Services:
             max_bytes=int(settings.MAX_UPLOAD_FILE_SIZE * 1024 * 1024),
         ),
         relay=relay,
+        live=LiveQueryService(
+            db, registry, permissions, items, relay, frozenset(settings.SOCKET_EXCLUDE_COLLECTIONS)
+        ),
         redis=redis,
     )

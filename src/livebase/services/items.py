@@ -64,12 +64,21 @@ class ItemsService:
         self, name: str, query: Query, who: Accountability
     ) -> tuple[list[Item], int]:
         """Items matching ``query`` that ``who`` may read, and how many match in all."""
+        collection, scope, query = await self.reading(name, query, who)
+        return await listing.read_list(self._db, collection, scope, query)
+
+    async def reading(
+        self, name: str, query: Query, who: Accountability
+    ) -> tuple[Collection, Scope, Query]:
+        """What a read of ``name`` by ``who`` works with: the collection, ``who``'s read
+        scope (403 without one) and ``query`` as the ``items.read`` hooks leave it.
+        Live queries (``services/live.py``) start here too."""
         collection = await self._registry.get(name)
         scope = self._scope(who, collection, "read")
         if self._hooks.has(name, "items.read"):
             changed = await self._hooks.before(who, name, "items.read", asdict(query))
             query = _query_from_hook(changed)
-        return await listing.read_list(self._db, collection, scope, query)
+        return collection, scope, query
 
     async def read_one(
         self, name: str, raw_key: object, who: Accountability, fields: list[str] | None = None

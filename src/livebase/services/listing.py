@@ -10,6 +10,7 @@ a time would otherwise recover a hidden field).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -87,6 +88,35 @@ def _ordered(statement: Select[Any], collection: Collection, order: Order) -> Se
     return statement.order_by(table.c[collection.primary_key])
 
 
+@dataclass(frozen=True)
+class Plan:
+    """A list query checked against a read scope: what to select, where, in which order."""
+
+    collection: Collection
+    fields: list[str]
+    condition: filters.Node  # the caller's filter and search, and the scope's condition
+    order: Order
+
+    def statement(self, dialect: str) -> Select[Any]:
+        table = self.collection.table
+        where = filters.to_sql(self.condition, table.c, dialect)
+        selected = select(*(table.c[f] for f in self.fields)).where(where)
+        return _ordered(selected, self.collection, self.order)
+
+
+def plan(collection: Collection, scope: Scope, query: Query, default_order: Order = ()) -> Plan:
+    """Check ``query`` against ``scope`` (400 for what is not a field or not allowed,
+    403 for a field the scope may not read) and plan its statement."""
+    fields = selected_fields(collection, scope, query.fields)
+    condition = filters.and_(
+        _user_filter(collection, scope, query.filter),
+        scope.condition,
+        _search(collection, scope, query.search),
+    )
+    order = [*_sort(collection, scope, query.sort), *default_order]
+    return Plan(collection, fields, condition, order)
+
+
 async def read_list(
     db: Database,
     collection: Collection,
@@ -103,16 +133,8 @@ async def read_list(
         query: the caller's filter, fields, sort, search and paging, checked here.
         default_order: the order after the caller's own sort (before the key).
     """
-    fields = selected_fields(collection, scope, query.fields)
-    condition = filters.and_(
-        _user_filter(collection, scope, query.filter),
-        scope.condition,
-        _search(collection, scope, query.search),
-    )
-    order = [*_sort(collection, scope, query.sort), *default_order]
-    table = collection.table
-    where = filters.to_sql(condition, table.c, db.dialect)
-    statement = _ordered(select(*(table.c[f] for f in fields)).where(where), collection, order)
+    planned = plan(collection, scope, query, default_order)
+    statement = planned.statement(db.dialect)
     if query.limit is not None:
         statement = statement.limit(query.limit)
     if query.offset:
@@ -121,5 +143,7 @@ async def read_list(
         rows = [dict(row) for row in (await conn.execute(statement)).mappings()]
         if query.limit is None and not query.offset:
             return rows, len(rows)
+        table = collection.table
+        where = filters.to_sql(planned.condition, table.c, db.dialect)
         total = await conn.scalar(select(func.count()).select_from(table).where(where))
     return rows, int(total or 0)

@@ -39,7 +39,7 @@ def _json_or_text(raw: str, name: str) -> Any:
     return stripped
 
 
-def _names(raw: Any, what: str) -> list[str]:
+def field_names(raw: Any, what: str) -> list[str]:
     if isinstance(raw, str):
         raw = [part.strip() for part in raw.split(",") if part.strip()]
     if not isinstance(raw, list) or not all(isinstance(n, str) and n for n in raw):
@@ -47,7 +47,7 @@ def _names(raw: Any, what: str) -> list[str]:
     return raw
 
 
-def _sort(raw: Any) -> list[tuple[str, bool]]:
+def sort_order(raw: Any) -> list[tuple[str, bool]]:
     if isinstance(raw, dict):
         result = []
         for name, direction in raw.items():
@@ -55,7 +55,7 @@ def _sort(raw: Any) -> list[tuple[str, bool]]:
                 raise BadRequest(f"sort direction of {name!r} must be 'asc' or 'desc'")
             result.append((name, direction.lower() == "desc"))
         return result
-    return [(n.removeprefix("-"), n.startswith("-")) for n in _names(raw, "sort")]
+    return [(n.removeprefix("-"), n.startswith("-")) for n in field_names(raw, "sort")]
 
 
 def _integer(raw: str, name: str, minimum: int, maximum: int) -> int:
@@ -91,8 +91,8 @@ def parse_query(params: Mapping[str, str]) -> Query:
             raise BadRequest('filter must be JSON, e.g. {"title":{"eq":"x"}}') from None
     fields = None
     if params.get("fields") not in (None, ""):
-        fields = _names(_json_or_text(params["fields"], "fields"), "fields")
-    sort = _sort(_json_or_text(params["sort"], "sort")) if params.get("sort") else []
+        fields = field_names(_json_or_text(params["fields"], "fields"), "fields")
+    sort = sort_order(_json_or_text(params["sort"], "sort")) if params.get("sort") else []
     limit: int | None = DEFAULT_LIMIT
     if params.get("limit") not in (None, ""):
         limit = _integer(params["limit"], "limit", -1, MAX_LIMIT)

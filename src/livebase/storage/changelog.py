@@ -206,8 +206,7 @@ class ChangeLog:
 
     async def last_position(self) -> int:
         async with self._db.connect() as conn:
-            value = await conn.scalar(text("SELECT max(position) FROM livebase_changes"))
-        return int(value or 0)
+            return await newest_position(conn)
 
     async def bounds(self) -> tuple[int, int]:
         """The oldest and newest positions the log holds (0, 0 when empty)."""
@@ -272,6 +271,14 @@ class _SQLiteReader:
 
         self._thread.submit(close)
         self._thread.shutdown(wait=True)
+
+
+async def newest_position(conn: AsyncConnection) -> int:
+    """The newest position ``conn`` sees. Positions are handed out in commit order,
+    so in a snapshot (``Database.snapshot``) every entry up to it is visible, and
+    every row it changed."""
+    value = await conn.scalar(text("SELECT max(position) FROM livebase_changes"))
+    return int(value or 0)
 
 
 def _entry(row: Any) -> Entry:

@@ -156,6 +156,25 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction whose statements all see one moment of the database.
+
+        A live query's snapshot and the change-log position it stands at are
+        read in one (``services/live.py``): on PostgreSQL ``REPEATABLE READ``;
+        on SQLite an explicit ``BEGIN``, whose first read fixes what the
+        transaction sees (WAL mode), where its driver would begin none for reads.
+        """
+        async with self.engine.connect() as conn:
+            if self.is_sqlite:
+                await conn.exec_driver_sql("BEGIN")
+                yield conn  # rolled back when the pool takes it back (sqlite.reset)
+            else:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    yield conn
+
+    @asynccontextmanager
     async def transaction(self, actor: str | None = None) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed when the block ends, rolled back on error.
 
