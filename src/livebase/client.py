@@ -12,18 +12,29 @@ and never recovers. :class:`LivebaseClient` speaks the protocol instead:
   server replays what was missed, in order, before anything newer;
 - handlers receive the payload alone, as with socket.io-client;
 - :attr:`LivebaseClient.recovered` says whether the last connect recovered
-  the session (``connected`` says so too, with ``missed``).
+  the session (``connected`` says so too, with ``missed``);
+- :meth:`LivebaseClient.live_query` subscribes to a query and keeps its
+  result in sync (:class:`LiveQuery`), subscribing again after a reconnect
+  that did not recover.
 
 Needs python-socketio's client extras (``pip install "python-socketio[asyncio_client]"``).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import socketio
 
-__all__ = ["LivebaseClient"]
+__all__ = ["LiveQuery", "LiveQueryRefused", "LivebaseClient"]
+
+Listener = Callable[["LiveQuery", str, dict[str, Any]], Any]
+
+
+class LiveQueryRefused(Exception):
+    """The server refused a subscription (the message says why)."""
 
 
 class LivebaseClient(socketio.AsyncClient):  # type: ignore[misc]
@@ -33,6 +44,7 @@ class LivebaseClient(socketio.AsyncClient):  # type: ignore[misc]
         self.offset: str | None = None
         self.recovered = False
         self._auth: Any = None
+        self._live: dict[str, LiveQuery] = {}  # by subscription id
 
     async def connect(self, url: str, *args: Any, auth: Any = None, **kwargs: Any) -> None:
         """python-socketio's ``connect``; ``auth`` (a dict, or a function returning one)
@@ -59,6 +71,19 @@ class LivebaseClient(socketio.AsyncClient):  # type: ignore[misc]
             self.offset = None
         self.pid = pid if isinstance(pid, str) else None
         await super()._handle_connect(namespace, data)
+        if not self.recovered and self._live:  # a new session: its subscriptions are gone
+            for query in list(self._live.values()):
+                self.start_background_task(query.start)
+
+    async def live_query(
+        self, request: dict[str, Any], on_change: Listener | None = None
+    ) -> LiveQuery:
+        """Subscribe to ``request`` (``{collection, filter?, fields?, sort?, limit?}``)
+        and keep its result in :attr:`LiveQuery.items`; raises
+        :class:`LiveQueryRefused` with the server's message."""
+        query = LiveQuery(self, request, on_change)
+        await query.start()
+        return query
 
     async def _handle_event(self, namespace: Any, id: Any, data: Any) -> None:
         # [event, payload, offset]: every event livebase sends a recovering socket.
@@ -66,4 +91,59 @@ class LivebaseClient(socketio.AsyncClient):  # type: ignore[misc]
             *data, offset = data
             if isinstance(offset, str):
                 self.offset = offset
+        if isinstance(data, list) and len(data) >= 2 and isinstance(data[1], dict):
+            query = self._live.get(str(data[1].get("subscription")))
+            if query is not None and isinstance(data[0], str):
+                query.changed(data[0], data[1])
         await super()._handle_event(namespace, id, data)
+
+
+class LiveQuery:
+    """A live query's result, kept in sync (docs/realtime.md, "Live queries").
+
+    :attr:`items` maps each item's id to the item, in the snapshot's order
+    and then in the order items were added; ``on_change(query, event,
+    payload)`` is called after each change. :attr:`ended` holds the server's
+    reason once it ended the subscription.
+    """
+
+    def __init__(
+        self, client: LivebaseClient, request: dict[str, Any], on_change: Listener | None
+    ) -> None:
+        self._client = client
+        self.request = dict(request)
+        self.on_change = on_change
+        self.id: str | None = None
+        self.offset: str | None = None
+        self.items: dict[Any, dict[str, Any]] = {}
+        self.ended: str | None = None
+        self._starting: asyncio.Lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Subscribe (again): the snapshot replaces :attr:`items`."""
+        async with self._starting:
+            answer = await self._client.call("subscribe", self.request, timeout=10)
+            if not isinstance(answer, dict) or answer.get("success") is not True:
+                message = answer.get("message") if isinstance(answer, dict) else answer
+                raise LiveQueryRefused(str(message))
+            self.id, self.offset, self.ended = answer["subscription"], answer["offset"], None
+            self.items = {item["id"]: item for item in answer["items"]}
+            self._client._live[self.id] = self
+
+    async def stop(self) -> None:
+        if self.id is not None and self._client._live.pop(self.id, None) is not None:
+            await self._client.call("unsubscribe", {"subscription": self.id}, timeout=10)
+
+    def changed(self, event: str, payload: dict[str, Any]) -> None:
+        item = payload.get("item") or {}
+        if event in ("subscription.added", "subscription.changed"):
+            self.items[item["id"]] = item
+        elif event == "subscription.removed":
+            self.items.pop(item.get("id"), None)
+        elif event == "subscription.ended":
+            self.ended = str(payload.get("reason"))
+            self._client._live.pop(str(self.id), None)
+        else:
+            return
+        if self.on_change is not None:
+            self.on_change(self, event, payload)

@@ -15,6 +15,7 @@ import pytest
 
 from tests.helpers import bearer
 from tests.realtime.conftest import Client, Live
+from tests.realtime.recovering import Recovering
 
 MESSAGES = {
     "text": {"type": "String"},
@@ -394,3 +395,113 @@ async def test_pinned_filters_are_found_through_the_index(live: Live) -> None:
             ("e or 9", "subscription.changed"),
         ]
     )
+
+
+# -- recovery, and the Python client ---------------------------------------------------
+
+
+@pytest.fixture
+async def recovering() -> Any:
+    made: list[Recovering] = []
+
+    def make(live: Live) -> Recovering:
+        client = Recovering(live.base_url)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+async def _rest_general(live: Live) -> dict[str, str]:
+    listed = await live.api.ok(
+        "GET",
+        "/items/messages",
+        headers=live.api.admin,
+        params={"filter": '{"channel": {"eq": "general"}}', "limit": "-1"},
+    )
+    return {item["id"]: item["text"] for item in listed["data"]}
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+async def test_a_recovered_socket_gets_its_missed_changes_as_subscription_events(
+    live: Live, recovering: Any
+) -> None:
+    await _messages(live)
+    stays = await _post(live, text="stays", channel="general")
+    leaves = await _post(live, text="leaves", channel="general")
+    client = recovering(live)
+    await client.connect(live.api.admin_token)
+    query = await client.sio.live_query(
+        {"collection": "messages", "filter": {"channel": "general"}, "fields": ["text"]}
+    )
+    assert {k: v["text"] for k, v in query.items.items()} == await _rest_general(live)
+
+    await client.drop(stay_away=True)
+    await _patch(live, stays["id"], text="changed while away")
+    await _patch(live, leaves["id"], channel="random")
+    new = await _post(live, text="new while away", channel="general")
+    await _post(live, text="elsewhere", channel="random")
+    client.gate.set()
+    hello = await client.next_connected()
+
+    # 4 item events (an administrator is in the collection's room) and 3 subscription events.
+    assert hello["recovered"] is True and hello["missed"] == 7
+    assert client.sio.recovered
+    await client.wait(lambda: new["id"] in query.items)
+    assert {k: v["text"] for k, v in query.items.items()} == await _rest_general(live)
+    names = [name for name, _ in client.events if name.startswith("subscription.")]
+    assert names == ["subscription.changed", "subscription.removed", "subscription.added"]
+    # The subscription goes on after the recovery, once.
+    after = await _post(live, text="after", channel="general")
+    await client.wait(lambda: after["id"] in query.items)
+    await live.sentinel()
+    assert sum(1 for name, _ in client.events if name == "subscription.added") == 2
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+async def test_a_subscription_whose_rights_changed_while_away_ends_on_recovery(
+    live: Live, recovering: Any
+) -> None:
+    await _messages(live)
+    token, _ = await live.api.user("away@example.com")
+    rule = await live.api.allow("user", "messages", "read", fields=["*"])
+    client = recovering(live)
+    await client.connect(token)
+    query = await client.sio.live_query({"collection": "messages"})
+    await client.drop(stay_away=True)
+    await live.api.ok(
+        "PATCH",
+        f"/permissions/{rule['id']}",
+        headers=live.api.admin,
+        json={"conditions": {"channel": {"eq": "x"}}},
+    )
+    client.gate.set()
+    hello = await client.next_connected()
+    assert hello["recovered"] is True
+    await client.wait(lambda: query.ended is not None)
+    assert "changed while the socket was away" in str(query.ended)
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_RECOVERY_WINDOW": 0}])
+async def test_the_python_client_subscribes_again_after_a_new_session(
+    live: Live, recovering: Any
+) -> None:
+    await _messages(live)
+    await _post(live, text="first", channel="general")
+    client = recovering(live)
+    await client.connect(live.api.admin_token)
+    query = await client.sio.live_query(
+        {"collection": "messages", "filter": {"channel": "general"}}
+    )
+    first_id = query.id
+    await client.drop(stay_away=True)
+    while_away = await _post(live, text="while away", channel="general")
+    client.gate.set()
+    hello = await client.next_connected()
+    assert "recovered" not in hello and not client.sio.recovered
+    await client.wait(lambda: while_away["id"] in query.items)
+    assert query.id == first_id
+    assert {k: v["text"] for k, v in query.items.items()} == await _rest_general(live)
