@@ -39,7 +39,7 @@ from livebase.realtime.subscriptions import ENDED, Group, Subscription, fingerpr
 from livebase.services.errors import ServiceError
 from livebase.services.events import ChangeEvent
 from livebase.services.listing import Plan
-from livebase.services.live import MAX_LIMIT, LiveQueryService
+from livebase.services.live import MAX_LIMIT, LiveQueryService, Readability
 from livebase.storage.types import utcnow
 
 _log = logging.getLogger("livebase.realtime")
@@ -110,17 +110,17 @@ class LiveQueries:
         group = self._attach(subscription)
         try:
             items, position = await self._service.snapshot(live, plan)
+            if connection.subscriptions.get(live.id) is not subscription:
+                self._delivery.resume(sid, drop=_from(group))
+                return _refused("unsubscribed while its snapshot was read")
+            self._settle(subscription, position)
+            await self.save(connection)
         except Exception:
             _log.exception("reading a live query's snapshot failed (%s)", live.collection)
             self._remove(connection, subscription)
             self._delivery.resume(sid, drop=_from(group))
             return _refused("the snapshot could not be read; try again")
-        if connection.subscriptions.get(live.id) is not subscription:
-            self._delivery.resume(sid, drop=_from(group))
-            return _refused("unsubscribed while its snapshot was read")
-        self._settle(subscription, position)
         self.counts["subscribed"] += 1
-        await self.save(connection)
         ack = {"success": True, "subscription": live.id, "items": items, "offset": offset(position)}
         return FollowedBy(ack, lambda: self._answered(connection, subscription, group, position))
 
@@ -231,38 +231,54 @@ class LiveQueries:
             _log.exception("recomputing live queries of %s failed", collection)
         old_group = Group(first.id, before)
         for move in batch:
-            connection, subscription = move.connection, move.subscription
-            sid, group = connection.sid, subscription.group
-            if connection.subscriptions.get(subscription.id) is not subscription or group is None:
-                self._delivery.resume(sid, drop=_from(group))
-                continue
-            if readability is None or missed is None:
-                self.end(connection, subscription, "too many of its items changed at once")
-                self._delivery.resume(sid, drop=_from(group))
-                continue
-            at = readability.position
-            extra: list[tuple[tuple[int, int], Envelope]] = []
-            for event in missed:
-                made = old_group.payload(event)
-                if made is not None and (event.position or 0) > move.since:
-                    envelope = Envelope(*made, (sid,), event.position, personal=True)
-                    extra.append(((event.position or 0, 0), envelope))
-            now = utcnow()
-            for row in readability.added:
-                made_row = group.made(row, now)
-                envelope = Envelope("subscription.added", made_row, (sid,), at, personal=True)
-                extra.append(((at, 1), envelope))
-            for key in readability.removed:
-                made_key = group.made({group.primary_key: key}, now)
-                envelope = Envelope("subscription.removed", made_key, (sid,), at, personal=True)
-                extra.append(((at, 1), envelope))
-            self._settle(subscription, at)
-            self.counts["moved"] += 1
-            self._delivery.resume(sid, drop=_from(group, upto=at), extra=extra)
-            self._spawn(self.save(connection))
-            if subscription.stale:
-                subscription.stale = False
-                self.refresh([connection])
+            try:
+                self._moved(move, old_group, readability, missed)
+            except Exception:  # its socket must not wait for ever
+                _log.exception("bringing a live query of %s up to date failed", collection)
+                self.end(move.connection, move.subscription, "it could not be recomputed")
+                self._delivery.resume(move.connection.sid, drop=_from(move.subscription.group))
+
+    def _moved(
+        self,
+        move: _Move,
+        old_group: Group,
+        readability: Readability | None,
+        missed: list[ChangeEvent] | None,
+    ) -> None:
+        """One moved subscription's socket gets the changes up to the readability
+        read under the old plan, then what that read found, then what waited."""
+        connection, subscription = move.connection, move.subscription
+        sid, group = connection.sid, subscription.group
+        if connection.subscriptions.get(subscription.id) is not subscription or group is None:
+            self._delivery.resume(sid, drop=_from(group))
+            return
+        if readability is None or missed is None:
+            self.end(connection, subscription, "too many of its items changed at once")
+            self._delivery.resume(sid, drop=_from(group))
+            return
+        at = readability.position
+        extra: list[tuple[tuple[int, int], Envelope]] = []
+        for event in missed:
+            made = old_group.payload(event)
+            if made is not None and (event.position or 0) > move.since:
+                envelope = Envelope(*made, (sid,), event.position, personal=True)
+                extra.append(((event.position or 0, 0), envelope))
+        now = utcnow()
+        for row in readability.added:
+            made_row = group.made(row, now)
+            envelope = Envelope("subscription.added", made_row, (sid,), at, personal=True)
+            extra.append(((at, 1), envelope))
+        for key in readability.removed:
+            made_key = group.made({group.primary_key: key}, now)
+            envelope = Envelope("subscription.removed", made_key, (sid,), at, personal=True)
+            extra.append(((at, 1), envelope))
+        self._settle(subscription, at)
+        self.counts["moved"] += 1
+        self._delivery.resume(sid, drop=_from(group, upto=at), extra=extra)
+        self._spawn(self.save(connection))
+        if subscription.stale:
+            subscription.stale = False
+            self.refresh([connection])
 
     def collection_changed(self, collection: str) -> None:
         """Its schema changed (or it was dropped): its subscriptions end; subscribing
