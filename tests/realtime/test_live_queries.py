@@ -145,9 +145,10 @@ async def test_a_subscriber_never_sees_rows_or_fields_its_role_may_not_read(live
 
 async def test_items_created_while_subscribing_appear_exactly_once(live: Live) -> None:
     """The snapshot and the first events meet at one log position: whatever was
-    written while the snapshot was read is in it or comes after it, never both."""
+    written while the snapshot was read is in it or comes after it, never both,
+    and nothing of the subscription comes before its answer."""
     await _messages(live)
-    client = await live.connect(live.api.admin_token)
+    clients = [await live.connect(live.api.admin_token, f"c{n}") for n in range(3)]
     writing = True
     written: list[str] = []
 
@@ -158,32 +159,88 @@ async def test_items_created_while_subscribing_appear_exactly_once(live: Live) -
             written.append((await _post(live, text=f"w{n}", channel="general"))["id"])
 
     writers = [asyncio.create_task(write()) for _ in range(3)]
-    await asyncio.sleep(0.2)
     answers = []
-    for attempt in range(3):
-        answers.append(await _subscribe(client, filter={"channel": "general"}, limit=1000))
-        await asyncio.sleep(0.1)
-        if attempt == 0:
-            await client.call("unsubscribe", {"subscription": answers[0]["subscription"]})
+    for client in clients:
+        await asyncio.sleep(0.15)
+        answered = asyncio.get_running_loop().create_future()
+
+        def record(answer: Any, client: Client = client, answered: Any = answered) -> None:
+            client.events.append(("(the answer)", answer))  # in the order packets came
+            answered.set_result(answer)
+
+        request = {"collection": "messages", "filter": {"channel": "general"}, "limit": 1000}
+        await client.sio.emit("subscribe", request, callback=record)
+        answers.append(await asyncio.wait_for(answered, 10))
+    await asyncio.sleep(0.15)
     writing = False
     await asyncio.gather(*writers)
+    await live.sentinel(*clients)
+
+    assert len(written) > 10
+    for client, answer in zip(clients, answers, strict=True):
+        names = [name for name, _ in client.events]
+        first = min(n for n, name in enumerate(names) if name.startswith("subscription."))
+        assert names.index("(the answer)") < first, "an event came before the snapshot"
+        snapshot = [item["id"] for item in answer["items"]]
+        added = _ids(client, "subscription.added", answer["subscription"])
+        seen = snapshot + added
+        assert len(seen) == len(set(seen)), "an item came twice"
+        assert sorted(seen) == sorted(written), "an item is missing"
+    # Some subscribed while writes went on.
+    assert any(0 < len(a["items"]) < len(written) for a in answers)
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+async def test_rights_changing_while_items_change_leave_the_client_equal_to_rest(
+    live: Live,
+) -> None:
+    """Permissions flip while items move in and out of them; a client applying the
+    events (added/changed: put, removed: delete) ends with exactly what REST returns."""
+    await _messages(live)
+    token, _ = await live.api.user("flip@example.com")
+    rule = await live.api.allow(
+        "user", "messages", "read", fields=["text", "rank"], conditions={"rank": {"lte": 5}}
+    )
+    keys = [(await _post(live, text=f"i{n}", rank=n % 10))["id"] for n in range(20)]
+    client = await live.connect(token)
+    answer = await _subscribe(client, fields=["text", "rank"], limit=1000)
+    sub = answer["subscription"]
+    writing = True
+
+    async def move_items() -> None:
+        n = 0
+        while writing:
+            n += 1
+            await _patch(live, keys[n % len(keys)], rank=(n * 7) % 10)
+
+    mover = asyncio.create_task(move_items())
+    for bound in (2, 8, 4, 9, 1):
+        await asyncio.sleep(0.1)
+        await live.api.ok(
+            "PATCH",
+            f"/permissions/{rule['id']}",
+            headers=live.api.admin,
+            json={"conditions": {"rank": {"lte": bound}}},
+        )
+    await asyncio.sleep(0.1)
+    writing = False
+    await mover
     await live.sentinel(client)
 
-    last = answers[-1]
-    sub = last["subscription"]
-    assert len(written) > 10
-    snapshot = [item["id"] for item in last["items"]]
-    after = [
-        p["item"]["id"]
-        for p in client.received("subscription.added")
-        if p["subscription"] == sub and p["item"]["id"] not in snapshot
-    ]
-    # The last answer's snapshot plus the events after it: each item once.
-    seen = snapshot + after
-    assert sorted(seen) == sorted(written)
-    assert len(seen) == len(set(seen))
-    # Identical subscriptions are one subscription (the same id, a new snapshot).
-    assert len({a["subscription"] for a in answers}) == 1
+    held = {item["id"]: item for item in answer["items"]}
+    for name, payload in client.events:
+        if not name.startswith("subscription.") or payload["subscription"] != sub:
+            continue
+        assert name != "subscription.ended", payload
+        if name == "subscription.removed":
+            held.pop(payload["item"]["id"], None)
+        else:
+            held[payload["item"]["id"]] = payload["item"]
+    listed = await live.api.ok(
+        "GET", "/items/messages", headers=bearer(token), params={"limit": "-1"}
+    )
+    assert held == {item["id"]: item for item in listed["data"]}
+    assert live.realtime.stats()["liveQueries"]["moved"] >= 4
 
 
 async def test_unsubscribe_stops_the_events(live: Live) -> None:
