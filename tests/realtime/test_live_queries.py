@@ -74,9 +74,7 @@ async def test_subscribe_answers_the_snapshot_at_an_offset(live: Live) -> None:
 async def test_changes_arrive_as_added_changed_and_removed(live: Live) -> None:
     await _messages(live)
     client = await live.connect(live.api.admin_token)
-    sub = (await _subscribe(client, filter={"channel": "general"}, fields=["text"]))[
-        "subscription"
-    ]
+    sub = (await _subscribe(client, filter={"channel": "general"}, fields=["text"]))["subscription"]
 
     inside = await _post(live, text="hello", channel="general")
     added = await client.wait_for("subscription.added")
