@@ -75,6 +75,28 @@ async def test_a_client_recovers_on_the_other_node(two: Cluster) -> None:
         await client.wait(lambda: client.texts()[-1:] == ["live"])
 
 
+async def test_live_queries_recover_on_the_other_node(two: Cluster) -> None:
+    """The subscription moves with the session: the other node asks it again and
+    replays the changes it missed as subscription events."""
+    first, second = two.nodes
+    await notes(first.api)
+    async with recovering(first.url) as client:
+        await client.connect(first.api.admin_token)
+        query = await client.sio.live_query(
+            {"collection": "notes", "filter": {"text": {"startsWith": "k"}}}
+        )
+        await away_while(client, second.api, ["keep 1", "drop", "keep 2"])
+        back_to(client, second.url)
+        hello = await client.next_connected()
+        assert hello["recovered"] is True
+        await client.wait(lambda: len(query.items) == 2)
+        assert sorted(item["text"] for item in query.items.values()) == ["keep 1", "keep 2"]
+        await write(first.api, "keep 3")
+        await client.wait(lambda: len(query.items) == 3)
+        added = [p for name, p in client.events if name == "subscription.added"]
+        assert [p["item"]["text"] for p in added] == ["keep 1", "keep 2", "keep 3"]
+
+
 async def stored(redis_key: str, pid: str | None) -> None:
     """The session of ``pid`` is in Redis (before the client heard its pid)."""
     assert pid is not None
