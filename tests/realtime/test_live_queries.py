@@ -281,6 +281,16 @@ async def test_a_socket_holds_at_most_socket_max_subscriptions(live: Live) -> No
     assert refused == {"success": False, "message": "a socket may hold at most 2 subscriptions"}
     await _subscribe(client, filter={"rank": 2})  # the same one again: no new subscription
     assert live.realtime.stats()["liveQueries"]["subscriptions"] == 2
+    # Sent all at once (handled side by side), they still count.
+    other = await live.connect(live.api.admin_token, "other")
+    answers = await asyncio.gather(
+        *(
+            other.call("subscribe", {"collection": "messages", "filter": {"rank": n}})
+            for n in range(20)
+        )
+    )
+    assert sum(1 for a in answers if a["success"]) == 2
+    assert live.realtime.stats()["liveQueries"]["subscriptions"] == 4
 
 
 BAD_REQUESTS: list[tuple[Any, str]] = [

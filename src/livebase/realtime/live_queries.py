@@ -96,12 +96,14 @@ class LiveQueries:
         except ServiceError as exc:
             return _refused(exc.message)
         sid = connection.sid
-        held = connection.subscriptions.get(live.id)
-        if held is None and len(connection.subscriptions) >= self.max_subscriptions:
+        if self._full(connection, live.id):
             return _refused(f"a socket may hold at most {self.max_subscriptions} subscriptions")
         await self._want([live.collection])
         if self._connections.get(sid) is not connection:
             return _refused("not connected")
+        if self._full(connection, live.id):  # again: requests of one socket run side by side
+            return _refused(f"a socket may hold at most {self.max_subscriptions} subscriptions")
+        held = connection.subscriptions.get(live.id)
         if held is not None:  # asked again: a new snapshot, the same stream
             self._detach(held)
         subscription = Subscription(live.id, sid, live, plan)
@@ -123,6 +125,10 @@ class LiveQueries:
         self.counts["subscribed"] += 1
         ack = {"success": True, "subscription": live.id, "items": items, "offset": offset(position)}
         return FollowedBy(ack, lambda: self._answered(connection, subscription, group, position))
+
+    def _full(self, connection: Connection, sub_id: str) -> bool:
+        subscriptions = connection.subscriptions
+        return sub_id not in subscriptions and len(subscriptions) >= self.max_subscriptions
 
     def _answered(
         self, connection: Connection, subscription: Subscription, group: Group, position: int
