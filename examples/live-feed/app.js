@@ -210,6 +210,8 @@
             fields: {
               text: { type: 'String', allowNull: false },
               author: { type: 'UUID' },
+              // The React example shows one channel; this page shows them all.
+              channel: { type: 'String', allowNull: false, defaultValue: 'general' },
             },
           },
         },
@@ -222,7 +224,7 @@
           role: 'user',
           collection: COLLECTION,
           action: 'create',
-          fields: ['text', 'author'],
+          fields: ['text', 'author', 'channel'],
           conditions: { author: { eq: '$CURRENT_USER' } },
         },
       ],

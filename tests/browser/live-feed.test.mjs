@@ -7,6 +7,11 @@
 // recovers its session (SPEC §11), says how many events it missed, shows them in
 // order, and does not refetch the list. A reconnect that cannot recover (more
 // missed events than SOCKET_RECOVERY_MAX_EVENTS) refetches it as before.
+// The React example follows a live query (SPEC §12) instead of fetching: it
+// subscribes where the others fetch, gets `subscription.*` events where they get
+// `item.*`, and is also checked for what a live query adds (another channel's
+// messages left out, updates, deletions, sorted place, the newest 50 only, the
+// server ending the subscription).
 // Screenshots go to build/screenshots/ for a human to look at.
 
 import assert from 'node:assert/strict';
@@ -19,7 +24,15 @@ import { launchChromium, screenshot } from './support/chromium.mjs';
 
 const CLIENTS = [
   { name: 'live-feed', path: '/examples/live-feed/', needs: 'examples/live-feed/vendor/socket.io.min.js' },
-  { name: 'react-live-feed', path: '/examples/react-live-feed/', needs: 'examples/react-live-feed/dist/index.html' },
+  {
+    name: 'react-live-feed',
+    path: '/examples/react-live-feed/',
+    needs: 'examples/react-live-feed/dist/index.html',
+    live: true, // a live query of the `general` channel's newest 50 messages
+    // Its socket needs no collection room: in one (the default) each change would
+    // also come as an `item.*` event it ignores, and a recovery would count those too.
+    settings: { SOCKET_AUTO_JOIN_COLLECTIONS: 'false' },
+  },
   { name: 'vue-live-feed', path: '/examples/vue-live-feed/', needs: 'examples/vue-live-feed/dist/index.html' },
 ];
 const APPEARS_WITHIN_MS = 2000;
@@ -28,6 +41,7 @@ const RECONNECT_MS = 15_000;
 const ANN = { email: 'ann@example.com', password: 'ann-password-1' };
 // More missed events than this and a reconnect is a new session (the page refetches).
 const MAX_MISSED = 3;
+const SHOWN = 50; // the React example's live query: the newest 50 messages of #general
 
 let browser;
 
@@ -40,14 +54,17 @@ after(async () => {
 });
 
 /** The `messages` collection and the user permissions that the examples expect (see the README). */
+const MESSAGE_FIELDS = {
+  text: { type: 'String', allowNull: false },
+  author: { type: 'UUID' },
+  channel: { type: 'String', allowNull: false, defaultValue: 'general' },
+};
+
 async function createMessages(api, adminToken) {
-  await api.createCollection(adminToken, 'messages', {
-    text: { type: 'String', allowNull: false },
-    author: { type: 'UUID' },
-  });
+  await api.createCollection(adminToken, 'messages', MESSAGE_FIELDS);
   await api.allow(adminToken, 'user', 'messages', 'read');
   await api.allow(adminToken, 'user', 'messages', 'create', {
-    fields: ['text', 'author'],
+    fields: ['text', 'author', 'channel'],
     conditions: { author: { eq: '$CURRENT_USER' } },
   });
 }
@@ -56,7 +73,7 @@ for (const client of CLIENTS) {
   test(`${client.name}: log in, live messages, post through the form, server gone, session recovered`, async (t) => {
     assert.ok(existsSync(join(REPO, client.needs)), `${client.needs} is missing: run make demo-assets examples`);
 
-    const server = await Livebase.start({ SOCKET_RECOVERY_MAX_EVENTS: String(MAX_MISSED) });
+    const server = await Livebase.start({ SOCKET_RECOVERY_MAX_EVENTS: String(MAX_MISSED), ...client.settings });
     const context = await browser.newContext({ viewport: { width: 800, height: 640 } });
     t.after(async () => {
       await context.close();
@@ -72,21 +89,28 @@ for (const client of CLIENTS) {
     const page = await context.newPage();
     const crashes = [];
     page.on('pageerror', (error) => crashes.push(error.message));
-    // The page's refetches of the list (GET /items/messages), counted.
+    // The page's loads of the list, counted: its fetches (GET /items/messages), or
+    // the subscriptions it asks for (the live query's snapshot).
     let fetches = 0;
+    let subscribes = 0;
+    const loads = () => (client.live ? subscribes : fetches);
     page.on('request', (request) => {
       if (request.method() === 'GET' && new URL(request.url()).pathname === '/items/messages') fetches += 1;
     });
-    // The events the page received, as they came over its WebSockets: `connected` and items.
+    // The events the page received, as they came over its WebSockets: `connected` and
+    // new messages (`item.created`, or `subscription.added` for a live query).
+    const ADDED = client.live ? 'subscription.added' : 'item.created';
     const received = [];
-    page.on('websocket', (socket) =>
+    page.on('websocket', (socket) => {
       socket.on('framereceived', ({ payload }) => {
-        if (typeof payload !== 'string' || !payload.startsWith('42')) return; // a Socket.IO event
-        const [name, data] = JSON.parse(payload.slice(2));
+        const [name, data] = socketEvent(payload) ?? [];
         if (name === 'connected') received.push(`connected ${data.recovered ? `recovered ${data.missed}` : 'new'}`);
-        if (name === 'item.created') received.push(`item.created ${data.item.text}`);
-      }),
-    );
+        if (name === ADDED) received.push(`${ADDED} ${data.item.text}`);
+      });
+      socket.on('framesent', ({ payload }) => {
+        if (socketEvent(payload)?.[0] === 'subscribe') subscribes += 1;
+      });
+    });
     const texts = () => page.locator('#messages li .text').allTextContents();
     const write = (text) =>
       api.request('POST', '/items/messages', { token: bob.token, json: { text, author: bob.user.id }, expect: 201 });
@@ -136,7 +160,7 @@ for (const client of CLIENTS) {
 
     // It comes back, and Bob writes while the page is still away: offline, it
     // cannot reconnect before he has written.
-    assert.equal(fetches, 1, 'the list is fetched once, on connecting');
+    assert.equal(loads(), 1, 'the list is loaded once, on connecting');
     await context.setOffline(true);
     await server.start();
     const missed = ['while you were away 1', 'while you were away 2', 'while you were away 3'];
@@ -153,16 +177,16 @@ for (const client of CLIENTS) {
     await write('after the recovery');
     await page.waitForSelector('#messages li:has-text("after the recovery")', { timeout: APPEARS_WITHIN_MS });
     assert.equal(await page.locator('#messages li').count(), 6);
-    assert.equal(fetches, 1, 'a recovered session must not refetch the list');
+    assert.equal(loads(), 1, 'a recovered session must not load the list again');
     // On the wire: `connected`, then the missed events in order, then live ones.
     assert.deepEqual(received.slice(received.lastIndexOf('connected recovered 3')), [
       'connected recovered 3',
-      ...missed.map((text) => `item.created ${text}`),
-      'item.created after the recovery',
+      ...missed.map((text) => `${ADDED} ${text}`),
+      `${ADDED} after the recovery`,
     ]);
     await screenshot(page, `${client.name}-3-recovered`);
 
-    // Away again, and more was said than a recovery replays: a new session, the list fetched.
+    // Away again, and more was said than a recovery replays: a new session, the list loaded again.
     await context.setOffline(true);
     await page.waitForSelector('#status:not([data-state="connected"])', { timeout: 10_000 });
     const tooMany = Array.from({ length: MAX_MISSED + 1 }, (_, n) => `too many to replay ${n + 1}`);
@@ -171,10 +195,82 @@ for (const client of CLIENTS) {
     await page.waitForSelector('#status[data-state="connected"]', { timeout: RECONNECT_MS });
     await eventually(async () => (await texts()).length === 10, { what: 'the refetched messages on the page' });
     assert.deepEqual((await texts()).slice(6), tooMany);
-    assert.equal(fetches, 2, 'a new session refetches the list once');
+    assert.equal(loads(), 2, 'a new session loads the list again, once');
     assert.doesNotMatch(await page.textContent('#status'), /recovered/);
     assert.equal(received.at(-1), 'connected new');
 
+    if (client.live) {
+      assert.equal(fetches, 0, 'a live query fetches nothing through REST');
+      await checkLiveQuery({ page, api, admin, bob, texts, loads, name: client.name });
+    }
     assert.deepEqual(crashes, [], 'uncaught errors in the page');
   });
+}
+
+/** A Socket.IO event in a WebSocket frame's payload: [name, data], else null. */
+function socketEvent(payload) {
+  const packet = typeof payload === 'string' && /^42\d*(\[.*)$/s.exec(payload); // an event, with an ack id or not
+  return packet ? JSON.parse(packet[1]) : null;
+}
+
+/** What a live query adds, on the React example's page (signed in, connected, showing #general). */
+async function checkLiveQuery({ page, api, admin, bob, texts, loads, name }) {
+  const write = async (text, channel) => {
+    const json = { text, author: bob.user.id, ...(channel && { channel }) };
+    return (await api.request('POST', '/items/messages', { token: bob.token, json, expect: 201 })).data;
+  };
+  const edit = (id, json) => api.request('PATCH', `/items/messages/${id}`, { token: admin.token, json });
+  const shown = (text) => page.waitForSelector(`#messages li:has-text(${JSON.stringify(text)})`, { timeout: APPEARS_WITHIN_MS });
+  const before = await texts();
+
+  // Another channel's message is not shown: the later #general one (a sentinel) is, alone.
+  const elsewhere = await write('in #random', 'random');
+  await write('sentinel');
+  await shown('sentinel');
+  assert.deepEqual(await texts(), [...before, 'sentinel']);
+
+  // Moved into #general, it is added where it sorts (before the later sentinel), not at the end.
+  await edit(elsewhere.id, { channel: 'general' });
+  await shown('in #random');
+  assert.deepEqual(await texts(), [...before, 'in #random', 'sentinel']);
+
+  // An update shows in place; a deletion takes it away; moved out of #general, it goes too.
+  const first = await page.getAttribute('#messages li >> nth=0', 'data-id');
+  await edit(first, { text: 'edited' });
+  await page.waitForSelector(`#messages li[data-id="${first}"]:has-text("edited")`, { timeout: APPEARS_WITHIN_MS });
+  assert.deepEqual(await texts(), ['edited', ...before.slice(1), 'in #random', 'sentinel']);
+  await api.request('DELETE', `/items/messages/${first}`, { token: admin.token });
+  await page.waitForSelector(`#messages li[data-id="${first}"]`, { state: 'detached', timeout: APPEARS_WITHIN_MS });
+  await edit(elsewhere.id, { channel: 'random' });
+  await page.waitForSelector(`#messages li[data-id="${elsewhere.id}"]`, { state: 'detached', timeout: APPEARS_WITHIN_MS });
+  const kept = [...before.slice(1), 'sentinel'];
+  assert.deepEqual(await texts(), kept);
+  await screenshot(page, `${name}-4-live-query`);
+
+  // Past 50 messages the oldest leave the page: it shows the newest 50, in order.
+  const more = Array.from({ length: SHOWN - kept.length + 2 }, (_, n) => `message ${n + 1}`);
+  for (const text of more) await write(text);
+  await shown(more.at(-1));
+  const newest = [...kept, ...more].slice(-SHOWN);
+  await eventually(async () => (await texts()).length === SHOWN, { what: `the newest ${SHOWN} messages` });
+  assert.deepEqual(await texts(), newest);
+
+  // The server ends the subscription (the collection's schema changed): the page says
+  // so and drops the list; following it again loads the newest 50 anew.
+  const loaded = loads();
+  await api.request('PATCH', '/schemas/messages', {
+    token: admin.token,
+    json: { schema: { name: 'messages', timestamps: true, fields: { ...MESSAGE_FIELDS, pinned: { type: 'Boolean' } } } },
+  });
+  const ended = await page.waitForSelector('#feed-ended', { timeout: APPEARS_WITHIN_MS });
+  assert.match(await ended.textContent(), /the schema of messages changed/);
+  assert.equal(await page.locator('#messages li').count(), 0);
+  await screenshot(page, `${name}-5-ended`);
+  await page.click('#resubscribe');
+  await eventually(async () => (await texts()).length === SHOWN, { what: 'the list subscribed again' });
+  assert.deepEqual(await texts(), newest);
+  assert.equal(await page.locator('#feed-ended').count(), 0);
+  assert.equal(loads(), loaded + 1);
+  await write('after following again');
+  await shown('after following again');
 }

@@ -104,13 +104,17 @@ describe('the demo page (DEMO_ENABLED, the default)', () => {
         schema: {
           name: 'Message',
           timestamps: true,
-          fields: { text: { type: 'String', allowNull: false }, author: { type: 'UUID' } },
+          fields: {
+            text: { type: 'String', allowNull: false },
+            author: { type: 'UUID' },
+            channel: { type: 'String', allowNull: false, defaultValue: 'general' },
+          },
         },
       },
     });
     await api.allow(admin.token, 'user', 'messages', 'read');
     await api.allow(admin.token, 'user', 'messages', 'create', {
-      fields: ['text', 'author'],
+      fields: ['text', 'author', 'channel'],
       conditions: { author: { eq: '$CURRENT_USER' } },
     });
 

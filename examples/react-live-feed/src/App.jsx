@@ -61,8 +61,9 @@ export default function App() {
         )}
       </main>
       <footer>
-        Messages arrive over Socket.IO (<code>item.created</code> on the <code>messages</code>{' '}
-        collection) and are sent through the REST API (<code>POST /items/messages</code>).
+        Messages arrive over Socket.IO as a live query (<code>subscribe</code> to the{' '}
+        <code>messages</code> of one channel, then <code>subscription.*</code> events) and are sent
+        through the REST API (<code>POST /items/messages</code>).
       </footer>
     </>
   );

@@ -1,13 +1,23 @@
-// The BAASIX guide's React component: connect in useEffect, keep `item.created`
-// events of the `messages` collection in state, disconnect on unmount.
+// The BAASIX guide's React component, on a live query: connect in useEffect, follow
+// the newest messages of the `general` channel (useLiveQuery), disconnect on unmount.
 
 import { useEffect, useState } from 'react';
 import { io } from 'socket.io-client';
 
-import { COLLECTION, explain, merge, postMessage, recentMessages } from './api.js';
+import { CHANNEL, COLLECTION, explain, postMessage } from './api.js';
+import { useLiveQuery } from './useLiveQuery.js';
+
+// The newest 50 messages of the channel; the server keeps the result up to date.
+const NEWEST_IN_CHANNEL = {
+  collection: COLLECTION,
+  filter: { channel: { eq: CHANNEL } },
+  sort: ['-createdAt'],
+  limit: 50,
+};
 
 export default function LiveFeed({ session, onStatus, onSignOut }) {
-  const [messages, setMessages] = useState([]);
+  const [socket, setSocket] = useState(null);
+  const { items, error: refused, ended, restart } = useLiveQuery(socket, NEWEST_IN_CHANNEL);
   const [error, setError] = useState(null);
   const [text, setText] = useState('');
 
@@ -20,23 +30,13 @@ export default function LiveFeed({ session, onStatus, onSignOut }) {
       auth: { token: session.token }, // from the login form
     });
 
-    // livebase emits `connected` once the socket is in its rooms: no event is
-    // missed from here on. A recovered session gets the events it missed right
-    // after this one; otherwise fetch what was sent while we were away.
+    // livebase emits `connected` once the socket is in its rooms. A recovered
+    // session keeps its live query, and the changes it missed follow as
+    // subscription events: nothing to fetch. Otherwise useLiveQuery subscribes again.
     socket.on('connected', ({ recovered, missed }) => {
       const connected = `connected (${socket.io.engine.transport.name})`;
-      if (recovered) {
-        onStatus('connected', `${connected} — recovered ${missed} missed event${missed === 1 ? '' : 's'}`);
-        return; // no refetch: the missed events follow
-      }
-      onStatus('connected', connected);
-      recentMessages(session.token).then(
-        (items) => {
-          setMessages((shown) => merge(shown, items));
-          setError(null);
-        },
-        (failure) => setError(explain(failure)),
-      );
+      const plural = missed === 1 ? '' : 's';
+      onStatus('connected', recovered ? `${connected} — recovered ${missed} missed event${plural}` : connected);
     });
 
     socket.on('disconnect', (reason) => {
@@ -54,24 +54,7 @@ export default function LiveFeed({ session, onStatus, onSignOut }) {
 
     socket.on('session.expired', () => onSignOut('Your session expired. Please log in again.'));
 
-    socket.on('item.created', (data) => {
-      if (data.collection === COLLECTION) {
-        setMessages((shown) => merge(shown, [data.item]));
-      }
-    });
-
-    socket.on('item.updated', (data) => {
-      if (data.collection === COLLECTION) {
-        setMessages((shown) => (shown.some((item) => item.id === data.item.id) ? merge(shown, [data.item]) : shown));
-      }
-    });
-
-    socket.on('item.deleted', (data) => {
-      if (data.collection === COLLECTION) {
-        setMessages((shown) => shown.filter((item) => item.id !== data.item.id));
-      }
-    });
-
+    setSocket(socket);
     return () => {
       socket.off(); // leaving on purpose: no "disconnected" on the way out
       socket.disconnect();
@@ -84,10 +67,9 @@ export default function LiveFeed({ session, onStatus, onSignOut }) {
     const body = text.trim();
     if (!body) return;
     try {
-      const created = await postMessage(session.token, body, session.user.id);
+      await postMessage(session.token, body, session.user.id);
       setText('');
-      setError(null);
-      setMessages((shown) => merge(shown, [created])); // its item.created may come before or after: same id
+      setError(null); // the message itself comes as `subscription.added`
     } catch (failure) {
       setError(`Not sent: ${explain(failure)}`);
     }
@@ -95,20 +77,36 @@ export default function LiveFeed({ session, onStatus, onSignOut }) {
 
   return (
     <>
-      {error && (
+      {refused && (
         <p id="feed-error" className="error">
+          Cannot follow #{CHANNEL}: {refused}. The README shows how an administrator creates the{' '}
+          {COLLECTION} collection.
+        </p>
+      )}
+      {ended && (
+        <div id="feed-ended" className="notice" role="alert">
+          <p>The server ended the live feed: {ended}.</p>
+          <button id="resubscribe" type="button" onClick={restart}>
+            Follow it again
+          </button>
+        </div>
+      )}
+      {error && (
+        <p id="post-error" className="error">
           {error}
         </p>
       )}
+      <h2>#{CHANNEL}</h2>
+      {/* The query's order is newest first; the page shows the newest last, as chats do. */}
       <ol id="messages" className="messages" aria-label="messages">
-        {messages.map((item) => (
+        {[...items].reverse().map((item) => (
           <Message key={item.id} item={item} me={session.user.id} />
         ))}
       </ol>
       <form id="post-form" onSubmit={send}>
         <input
           name="text"
-          placeholder="Write a message…"
+          placeholder={`Write to #${CHANNEL}…`}
           maxLength={500}
           autoComplete="off"
           required

@@ -1,6 +1,7 @@
 // The REST calls the feed makes, on the page's own origin (livebase, or Vite's proxy).
 
 export const COLLECTION = 'messages';
+export const CHANNEL = 'general'; // the channel the feed shows and posts to
 
 export async function rest(method, path, { token, body } = {}) {
   const headers = {};
@@ -26,23 +27,9 @@ export const login = (email, password) => rest('POST', '/auth/login', { body: { 
 
 export const logout = (token) => rest('POST', '/auth/logout', { token });
 
-/** The latest messages, oldest first. */
-export async function recentMessages(token, limit = 50) {
-  const query = new URLSearchParams({ sort: '["-createdAt"]', limit: String(limit) });
-  const page = await rest('GET', `/items/${COLLECTION}?${query}`, { token });
-  return page.data.reverse();
-}
-
 export async function postMessage(token, text, author) {
-  const created = await rest('POST', `/items/${COLLECTION}`, { token, body: { text, author } });
+  const created = await rest('POST', `/items/${COLLECTION}`, { token, body: { text, author, channel: CHANNEL } });
   return created.data;
-}
-
-/** Add or replace items by id, keeping creation order whatever order they came in. */
-export function merge(messages, items) {
-  const byId = new Map(messages.map((item) => [item.id, item]));
-  for (const item of items) byId.set(item.id, item);
-  return [...byId.values()].sort((a, b) => String(a.createdAt).localeCompare(String(b.createdAt)));
 }
 
 export function explain(error) {
