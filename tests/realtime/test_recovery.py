@@ -108,6 +108,34 @@ async def test_custom_rooms_come_back(live: Live, clients: Any) -> None:
     await client.wait(lambda: ("news", {"n": 1}) in client.events)
 
 
+async def test_a_collection_room_it_left_stays_left(live: Live, clients: Any) -> None:
+    """Joining collection rooms automatically brings back none the socket left: not
+    its recovery, not a change of permissions."""
+    await _notes(live)
+    token, _ = await live.api.user("leaver@example.com")
+    rule = await live.api.allow("user", "notes", "read", fields=["*"])
+    client = clients(live)
+    await client.connect(token)
+    left = await client.sio.call("leave", "collection:notes", timeout=TIMEOUT)
+    assert left == {"success": True, "room": "collection:notes"}
+    await client.drop(stay_away=True)
+    await _write(live, "while away")
+    client.gate.set()
+    again = await client.next_connected()
+    assert again["recovered"] is True and again["missed"] == 0
+    await live.api.ok(  # a refresh of the role's sockets
+        "PATCH", f"/permissions/{rule['id']}", headers=live.api.admin, json={"fields": ["text"]}
+    )
+    await _write(live, "after")
+    await live.writer.socket.emit_to_room("user:" + again["userId"], "marker", {})
+    await client.wait(lambda: any(name == "marker" for name, _ in client.events))
+    assert client.texts() == []
+    joined = await client.sio.call("join", "collection:notes", timeout=TIMEOUT)
+    assert joined["success"] is True
+    await _write(live, "joined again")
+    await client.wait(lambda: client.texts() == ["joined again"])
+
+
 async def test_what_it_may_no_longer_read_is_not_replayed(live: Live, clients: Any) -> None:
     await _notes(live)
     token, _user = await live.api.user("ann@example.com")

@@ -16,6 +16,8 @@ class Connection:
     eio_sid: str
     who: Accountability
     collections: set[str] = field(default_factory=set)  # collection rooms joined
+    # Collection rooms it left on request: joining automatically never brings them back.
+    left: set[str] = field(default_factory=set)
     rooms: set[str] = field(default_factory=set)  # other rooms joined on request (item, custom)
     expiry: int | None = None  # the token-expiry timer's slot on the server's Timers
     dropped: bool = False  # a disconnect is under way

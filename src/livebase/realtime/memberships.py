@@ -81,9 +81,12 @@ class Memberships:
         self, connection: Connection, collections: list[str], rooms: list[str]
     ) -> tuple[list[str], list[str]]:
         """Of a recovered session's rooms, those ``connection`` may be in now (rights
-        and validators asked again), with the collections it auto-joins now."""
+        and validators asked again), with the collections it auto-joins now (but
+        not those it left: :attr:`Connection.left`)."""
         kept = [c for c in collections if self._audience.read_scope(connection, c) is not None]
-        kept += [c for c in self.auto_joined(connection) if c not in kept]
+        kept += [
+            c for c in self.auto_joined(connection) if c not in kept and c not in connection.left
+        ]
         allowed = []
         for room in rooms[: self._max_rooms]:
             try:
@@ -116,7 +119,9 @@ class Memberships:
         if room.startswith((COLLECTION, ITEM)):
             await self.want([room.split(":", 2)[1]])
         if room.startswith(COLLECTION):
-            self.join_collection(connection, room.removeprefix(COLLECTION))
+            collection = room.removeprefix(COLLECTION)
+            self.join_collection(connection, collection)
+            connection.left.discard(collection)
         else:
             self._manager.join(connection.sid, room)
             if _counted(connection, room):
@@ -127,7 +132,9 @@ class Memberships:
         if connection.user_id is not None and room == user_room(connection.user_id):
             raise RoomRefused("a socket always stays in its own user room")
         if room.startswith(COLLECTION):
-            self.leave_collection(connection, room.removeprefix(COLLECTION))
+            collection = room.removeprefix(COLLECTION)
+            self.leave_collection(connection, collection)
+            connection.left.add(collection)
         else:
             self._part(connection, room)
 
@@ -156,7 +163,7 @@ class Memberships:
                 self._audience.add(connection.sid, collection, scope)
         if self._auto_join:
             for collection in self.auto_joined(connection):
-                if collection not in connection.collections:
+                if collection not in connection.collections and collection not in connection.left:
                     self.join_collection(connection, collection)
             await self.want(connection.collections)
         for room in list(self._manager.get_rooms(connection.sid, NAMESPACE)):

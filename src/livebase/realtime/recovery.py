@@ -154,6 +154,7 @@ class Recovery:
             after = max(offset, min(record.upto, newest))
         if oldest > after + 1:
             raise _NotRecoverable("the change log no longer holds what the socket missed")
+        connection.left.update(record.left)
         collections, rooms = await self._memberships.still_allowed(
             connection, record.collections, record.rooms
         )

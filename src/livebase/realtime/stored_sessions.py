@@ -46,6 +46,7 @@ class Record:
     collections: list[str] = field(default_factory=list)
     rooms: list[str] = field(default_factory=list)  # item, custom and presence rooms
     subscriptions: list[dict[str, Any]] = field(default_factory=list)  # live queries
+    left: list[str] = field(default_factory=list)  # collection rooms left on request
     # Once gone: the position it had been brought up to, and the newest one
     # written to it (None: still connected, or its process died).
     upto: int | None = None
@@ -72,6 +73,7 @@ class Record:
             start=connection.start,
             collections=sorted(connection.collections),
             rooms=sorted(connection.rooms),
+            left=sorted(connection.left),
             subscriptions=[
                 s.stored() for s in connection.subscriptions.values() if s.since is not None
             ],
