@@ -17,6 +17,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
+import { Gate } from './support/gate.mjs';
 import { connectAsInTheGuide } from './support/guide.mjs';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, Api, Livebase, eventually, sleep } from './support/livebase.mjs';
 import { TcpProxy } from './support/proxy.mjs';
@@ -35,27 +36,6 @@ const PID_LENGTH = 24; // 144 random bits, base64url
 const DECIMAL = /^\d+$/;
 
 // -- helpers ------------------------------------------------------------------------
-
-/** While closed, a reconnected client waits here before sending its CONNECT packet. */
-class Gate {
-  #opened = Promise.resolve();
-  #open = () => {};
-
-  close() {
-    this.#opened = new Promise((resolve) => {
-      this.#open = resolve;
-    });
-  }
-
-  open() {
-    this.#open();
-    this.#opened = Promise.resolve();
-  }
-
-  passed() {
-    return this.#opened;
-  }
-}
 
 /**
  * The guide's client, reconnecting quickly, behind a gate, with a log of every
