@@ -4,16 +4,21 @@
 // to date, through a recovery too. The Python side is
 // tests/realtime/test_live_queries.py.
 //
+// The list an app keeps in sync is docs/realtime.md's `liveQuery`, run as
+// printed there (`fromTheDocs`).
+//
 // Negative checks end with a sentinel: a later change the client must get. A
 // socket receives its events in commit order, so once the sentinel is in,
 // whatever was to come before it has come.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { Gate } from './support/gate.mjs';
 import { connectAsInTheGuide } from './support/guide.mjs';
-import { ADMIN_EMAIL, ADMIN_PASSWORD, Api, Livebase, eventually } from './support/livebase.mjs';
+import { ADMIN_EMAIL, ADMIN_PASSWORD, Api, Livebase, REPO, eventually } from './support/livebase.mjs';
 import { TcpProxy } from './support/proxy.mjs';
 
 const QUICK = { timeout: 20_000 }; // each takes well under a second
@@ -32,42 +37,31 @@ const MESSAGES = {
 };
 const GENERAL = { channel: { eq: 'general' } };
 
-// -- keeping a list in sync, as an app would ------------------------------------------
+// -- the list an app keeps in sync -------------------------------------------------------
 
-/**
- * Keep the result of `query` (`{collection, filter?, fields?, sort?, limit?}`) in
- * `list.items`, a Map of items by id: the snapshot, then every change.
- * `onChange(list, what)` runs after each (`what`: 'snapshot' or the event's name).
- * A new session has lost its subscriptions: subscribe (again) on every connect
- * that is not a recovery. A recovered socket keeps them and is sent what it missed.
- */
-function syncList(socket, query, onChange = () => {}) {
-  const list = { subscription: null, items: new Map(), ended: null, refused: null };
-  const subscribe = () =>
-    socket.emit('subscribe', query, (answer) => {
-      if (!answer.success) {
-        list.refused = answer.message;
-        return;
-      }
-      list.subscription = answer.subscription;
-      list.items = new Map(answer.items.map((item) => [item.id, item]));
-      onChange(list, 'snapshot');
-    });
-  const on = (event, apply) =>
-    socket.on(event, (payload) => {
-      if (payload.subscription !== list.subscription) return;
-      apply(payload);
-      onChange(list, event);
-    });
-  on('subscription.added', ({ item }) => list.items.set(item.id, item));
-  on('subscription.changed', ({ item }) => list.items.set(item.id, item));
-  on('subscription.removed', ({ item }) => list.items.delete(item.id));
-  on('subscription.ended', ({ reason }) => (list.ended = reason));
-  socket.on('connect', () => {
-    if (!socket.recovered) subscribe();
+const FENCE = '```';
+
+/** The function `name` of docs/realtime.md: the js block that defines it, as printed. */
+function fromTheDocs(name) {
+  const docs = readFileSync(join(REPO, 'docs', 'realtime.md'), 'utf8');
+  const start = docs.indexOf(`${FENCE}js\nfunction ${name}(`);
+  assert.ok(start >= 0, `docs/realtime.md: no js block defining ${name}`);
+  const code = docs.slice(start + `${FENCE}js\n`.length, docs.indexOf(FENCE, start + FENCE.length));
+  return new Function(`${code}\nreturn ${name};`)();
+}
+
+// liveQuery(socket, query, render): subscribes on every connect that is not a
+// recovery, keeps a Map of items by id, and calls render(items) after each change.
+const liveQuery = fromTheDocs('liveQuery');
+
+/** `liveQuery` on client `c`, rendering into `shown.items` (a Map by id). */
+function follow(c, query) {
+  const shown = { items: new Map(), renders: 0 };
+  liveQuery(c.socket, query, (items) => {
+    shown.items = byId(items);
+    shown.renders += 1;
   });
-  if (socket.connected) subscribe();
-  return list;
+  return shown;
 }
 
 // -- helpers ---------------------------------------------------------------------------
@@ -94,7 +88,7 @@ after(async () => {
  * The guide's client at `url` (the server's unless given), reconnecting quickly,
  * behind a gate (closed: a reconnect waits before its CONNECT packet), with a log
  * of every event it receives: `{event, payload, args}` (`args` ends with the
- * offset). Disconnected when test `t` ends.
+ * offset), and of the events it sends (`sent`). Disconnected when test `t` ends.
  */
 function connect(t, token, url = server.url) {
   const gate = new Gate();
@@ -104,9 +98,11 @@ function connect(t, token, url = server.url) {
     reconnectionDelayMax: 500,
   });
   const log = [];
+  const sent = [];
   socket.onAny((event, ...args) => log.push({ event, payload: args[0], args }));
+  socket.onAnyOutgoing((event, payload) => sent.push({ event, payload }));
   t.after(() => socket.disconnect());
-  return { socket, happened, gate, log };
+  return { socket, happened, gate, log, sent };
 }
 
 /** The `count`-th `connected` payload (1-based), waiting for it. */
@@ -123,10 +119,12 @@ async function connected(t, token, url) {
   return c;
 }
 
-/** The subscription events of the log: `[event without 'subscription.', item]`, in order. */
+const CHANGES = new Set(['subscription.added', 'subscription.changed', 'subscription.removed']);
+
+/** The changes `subscription` got, from the log: `[added | changed | removed, item]`, in order. */
 function changes(log, subscription) {
   return log
-    .filter((e) => e.event.startsWith('subscription.') && e.payload.subscription === subscription)
+    .filter((e) => CHANGES.has(e.event) && e.payload.subscription === subscription)
     .map((e) => [e.event.slice('subscription.'.length), e.payload.item]);
 }
 
@@ -440,52 +438,56 @@ test('the server ends a subscription: read permission lost, schema changed', QUI
   const rule = await api.allow(admin.token, 'user', 'ending', 'read');
   const ann1 = await connected(t, ann.token);
   const admin1 = await connected(t, admin.token);
-  const annList = syncList(ann1.socket, { collection: 'ending' });
-  const adminList = syncList(admin1.socket, { collection: 'ending' });
-  await eventually(() => annList.subscription && adminList.subscription, { what: 'both snapshots' });
+  const { subscription } = await subscribe(ann1, { collection: 'ending' });
+  const shown = follow(admin1, { collection: 'ending' });
+  await eventually(() => shown.renders === 1, { what: "the administrator's snapshot" });
+  const endings = (c) => c.log.filter((e) => e.event === 'subscription.ended').map((e) => e.payload);
 
   await api.request('DELETE', `/permissions/${rule.data.id}`, { token: admin.token });
-  await eventually(() => annList.ended, { what: "ann's subscription.ended" });
-  assert.match(annList.ended, /may not read/);
-  const [ended] = ann1.log.filter((e) => e.event === 'subscription.ended');
-  assert.deepEqual(Object.keys(ended.payload).sort(), ['collection', 'reason', 'subscription', 'timestamp']);
-  assert.equal(ended.payload.collection, 'ending');
-  assert.equal(ended.payload.subscription, annList.subscription);
+  await eventually(() => endings(ann1).length === 1, { what: "ann's subscription.ended" });
+  const [ended] = endings(ann1);
+  assert.deepEqual(Object.keys(ended).sort(), ['collection', 'reason', 'subscription', 'timestamp']);
+  assert.equal(ended.subscription, subscription);
+  assert.equal(ended.collection, 'ending');
+  assert.match(ended.reason, /may not read/);
+  assert.match(ended.timestamp, ISO_UTC);
   assertRefused(await ann1.socket.emitWithAck('subscribe', { collection: 'ending' }), 'may not read');
-  // The administrator's identical subscription goes on.
+  // The administrator's identical subscription (the same id) goes on.
   const kept = await ending.create({ text: 'kept' });
-  await eventually(() => adminList.items.has(kept.id), { what: 'the administrator still in sync' });
-  assert.equal(adminList.ended, null);
+  await eventually(() => shown.items.has(kept.id), { what: 'the administrator still in sync' });
+  assert.deepEqual(endings(admin1), []);
 
   const fields = { mood: { type: 'String' } };
   await api.request('PATCH', '/schemas/ending', { token: admin.token, json: { fields } });
-  await eventually(() => adminList.ended, { what: "the administrator's subscription.ended" });
-  assert.match(adminList.ended, /schema of ending changed/);
+  await eventually(() => endings(admin1).length === 1, { what: "the administrator's subscription.ended" });
+  assert.match(endings(admin1)[0].reason, /schema of ending changed/);
   // Subscribing again gets the new shape.
-  const reshaped = syncList(admin1.socket, { collection: 'ending' });
-  await eventually(() => reshaped.subscription, { what: 'the new snapshot' });
-  assert.deepEqual([...reshaped.items.values()].map((row) => [row.text, row.mood]), [['kept', null]]);
+  const again = await subscribe(admin1, { collection: 'ending' });
+  assert.deepEqual(
+    again.items.map((row) => [row.text, row.mood]),
+    [['kept', null]],
+  );
   const item = await ending.create({ text: 'new shape', mood: 'fine' });
-  await eventually(() => reshaped.items.has(item.id), { what: 'subscription.added' });
-  assert.deepEqual(reshaped.items.get(item.id), item);
+  await eventually(() => changes(admin1.log, again.subscription).length === 2, { what: 'subscription.added' });
+  assert.deepEqual(changes(admin1.log, again.subscription), [
+    ['added', kept],
+    ['added', item],
+  ]);
 });
 
 // -- reconnecting ------------------------------------------------------------------------
 
 /**
  * Ann, reading all of `collection`, through a proxy that can cut her connection,
- * keeping the general channel's texts in sync; answers once the snapshot is in.
+ * showing the general channel with `liveQuery`; answers once the snapshot is shown.
  */
 async function annThroughAProxy(t, collection) {
   const proxy = await TcpProxy.start(server.port);
   t.after(() => proxy.close());
   const c = await connected(t, ann.token, proxy.url);
-  const snapshots = [];
-  const list = syncList(c.socket, { collection, filter: GENERAL, fields: ['text', 'channel'] }, (_, what) => {
-    if (what === 'snapshot') snapshots.push(c.socket.id);
-  });
-  await eventually(() => snapshots.length === 1, { what: 'the snapshot' });
-  return { ...c, proxy, list, snapshots };
+  const shown = follow(c, { collection, filter: GENERAL, fields: ['text', 'channel'] });
+  await eventually(() => shown.renders === 1, { what: 'the snapshot' });
+  return { ...c, proxy, shown };
 }
 
 /** Cut the connection and keep the client away until `comeBack`. */
@@ -502,9 +504,12 @@ async function comeBack(c) {
   return hello(c, count);
 }
 
-async function assertInSyncWithRest(list, collection) {
+/** The `subscribe` requests the client has sent. */
+const subscribes = (c) => c.sent.filter((e) => e.event === 'subscribe').map((e) => e.payload);
+
+async function assertShownAsRestLists(shown, collection) {
   const rest = await items(collection).list({ filter: GENERAL, fields: 'text,channel', limit: -1 }, ann.token);
-  assert.deepEqual(list.items, byId(rest));
+  assert.deepEqual(shown.items, byId(rest));
 }
 
 test('a recovered socket gets what it missed as subscription events, in order, once', QUICK, async (t) => {
@@ -512,10 +517,10 @@ test('a recovered socket gets what it missed as subscription events, in order, o
   const stays = await recovered.create({ text: 'stays', channel: 'general' });
   const leaves = await recovered.create({ text: 'leaves', channel: 'general' });
   const ann1 = await annThroughAProxy(t, 'recovered');
-  const { subscription } = ann1.list;
-  await assertInSyncWithRest(ann1.list, 'recovered');
+  await assertShownAsRestLists(ann1.shown, 'recovered');
   const live = await recovered.create({ text: 'live', channel: 'general' });
-  await eventually(() => ann1.list.items.has(live.id), { what: 'a live change' });
+  await eventually(() => ann1.shown.items.has(live.id), { what: 'a live change' });
+  const { subscription } = ann1.log.find((e) => e.event === 'subscription.added').payload;
   const { id } = ann1.socket;
 
   await cut(ann1);
@@ -529,21 +534,20 @@ test('a recovered socket gets what it missed as subscription events, in order, o
   assert.deepEqual(await comeBack(ann1), { userId: ann.user.id, role: 'user', recovered: true, missed: 7 });
   assert.equal(ann1.socket.recovered, true);
   assert.equal(ann1.socket.id, id);
-  await eventually(() => ann1.list.items.has(added.id), { what: 'the missed changes' });
-  await assertInSyncWithRest(ann1.list, 'recovered');
+  await eventually(() => ann1.shown.items.has(added.id), { what: 'the missed changes' });
+  await assertShownAsRestLists(ann1.shown, 'recovered');
 
   // The subscription goes on, and was not asked for again.
   const later = await recovered.create({ text: 'after', channel: 'general' });
-  await eventually(() => ann1.list.items.has(later.id), { what: 'a change after the recovery' });
-  await assertInSyncWithRest(ann1.list, 'recovered');
+  await eventually(() => ann1.shown.items.has(later.id), { what: 'a change after the recovery' });
+  await assertShownAsRestLists(ann1.shown, 'recovered');
   assert.deepEqual(changes(ann1.log.slice(seen), subscription), [
     ['changed', { id: stays.id, text: 'changed while away', channel: 'general' }],
     ['removed', { id: leaves.id }],
     ['added', { id: added.id, text: 'new while away', channel: 'general' }],
     ['added', { id: later.id, text: 'after', channel: 'general' }],
   ]);
-  assert.deepEqual(ann1.snapshots, [id]);
-  assert.equal(ann1.list.subscription, subscription);
+  assert.equal(subscribes(ann1).length, 1);
 });
 
 test('a reconnect that is a new session subscribes again and is in sync', QUICK, async (t) => {
@@ -551,7 +555,9 @@ test('a reconnect that is a new session subscribes again and is in sync', QUICK,
   const stays = await renewed.create({ text: 'stays', channel: 'general' });
   const leaves = await renewed.create({ text: 'leaves', channel: 'general' });
   const ann1 = await annThroughAProxy(t, 'renewed');
-  const { subscription } = ann1.list;
+  const live = await renewed.create({ text: 'live', channel: 'general' });
+  await eventually(() => ann1.shown.items.has(live.id), { what: 'a live change' });
+  const { subscription } = ann1.log.find((e) => e.event === 'subscription.added').payload;
   const { id } = ann1.socket;
 
   await cut(ann1);
@@ -565,16 +571,18 @@ test('a reconnect that is a new session subscribes again and is in sync', QUICK,
   assert.deepEqual(await comeBack(ann1), { userId: ann.user.id, role: 'user', recovered: false });
   assert.equal(ann1.socket.recovered, false);
   assert.notEqual(ann1.socket.id, id);
-  await eventually(() => ann1.snapshots.length === 2, { what: 'the second snapshot' });
-  assert.deepEqual(ann1.snapshots, [id, ann1.socket.id]);
-  assert.equal(ann1.list.subscription, subscription, 'the same query is the same subscription');
-  await assertInSyncWithRest(ann1.list, 'renewed');
-  assert.equal(ann1.list.items.size, 1 + RECOVERY_MAX_EVENTS);
+  // liveQuery subscribed again, and shows the new snapshot.
+  await eventually(() => ann1.shown.items.size === 2 + RECOVERY_MAX_EVENTS, { what: 'the new snapshot' });
+  await assertShownAsRestLists(ann1.shown, 'renewed');
+  assert.equal(ann1.shown.items.get(stays.id).text, 'changed while away');
+  const [first, second] = subscribes(ann1);
+  assert.deepEqual(second, first);
+  assert.equal(subscribes(ann1).length, 2);
 
-  // Nothing missed was replayed; the new subscription follows changes.
+  // Nothing missed was replayed; the same query is the same subscription, following changes.
   const later = await renewed.create({ text: 'after', channel: 'general' });
-  await eventually(() => ann1.list.items.has(later.id), { what: 'a change after the reconnect' });
-  await assertInSyncWithRest(ann1.list, 'renewed');
+  await eventually(() => ann1.shown.items.has(later.id), { what: 'a change after the reconnect' });
+  await assertShownAsRestLists(ann1.shown, 'renewed');
   assert.deepEqual(changes(ann1.log.slice(seen), subscription), [
     ['added', { id: later.id, text: 'after', channel: 'general' }],
   ]);
