@@ -38,6 +38,10 @@ def test_a_subscriptions_identity_is_what_it_asks_in_any_key_order() -> None:
     assert live({}, filter={"a": 1}).id != one.id
     assert live({}, filter={"a": 1, "b": {"in": [1, 2]}}, fields=["y"]).id != one.id
     assert LiveQuery("other", one.query, {}).id != one.id
+    # Every readable field, however it is asked.
+    every = {live({}, fields=f).id for f in (None, [], ["*"], ["x", "*"])}
+    assert len(every) == 1
+    assert live({}, filter={}).id == live({}).id
 
 
 async def test_readability_reads_what_a_change_of_rights_adds_and_removes(

@@ -67,7 +67,9 @@ class LiveQuery:
     @property
     def id(self) -> str:
         """The same for every identical subscription (so their work is shared)."""
-        what = [self.collection, self.query.filter, self.query.fields]
+        fields = self.query.fields
+        every = not fields or "*" in fields  # as listing.selected_fields reads them
+        what = [self.collection, self.query.filter or None, None if every else fields]
         canonical = orjson.dumps(what, default=str, option=orjson.OPT_SORT_KEYS)
         return hashlib.blake2b(canonical, digest_size=12).hexdigest()
 
