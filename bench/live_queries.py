@@ -2,7 +2,7 @@
 """Live queries benchmark for livebase: the server's cost per change with 10 000 live
 queries, against 10 of them and against a room (docs/realtime.md, "Live queries").
 
-    .venv/bin/python bench/live_queries.py                # 2 rounds of the 5 scenarios (~12 min)
+    .venv/bin/python bench/live_queries.py                # 2 rounds of the 5 scenarios (~10 min)
     .venv/bin/python bench/live_queries.py --rounds 1 -m 500 --scenarios live10,room10
     .venv/bin/python bench/live_queries.py --json         # one JSON line
 
