@@ -67,6 +67,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -560,6 +561,7 @@ class Stats:
 
 class Subscriber:
     __slots__ = ("closing", "counts", "error", "index", "server", "task", "token", "up", "ws")
+    event_prefix = EVENT_PREFIX  # the frames counted (bench/live_queries.py counts others)
 
     def __init__(self, index: int, token: str, total_writes: int, server: int = 0) -> None:
         self.index, self.token = index, token
@@ -587,7 +589,7 @@ class Subscriber:
                 raise RuntimeError(f"expected an Engine.IO open packet, got {opening[:80]!r}")
             await self.ws.send("40" + json.dumps({"token": self.token}))
             async for message in self.ws:
-                if message.startswith(EVENT_PREFIX):
+                if message.startswith(self.event_prefix):
                     self._event(message, stats)
                 elif message == "2":
                     stats.pings += 1
@@ -598,6 +600,8 @@ class Subscriber:
                         connected.set_result(None)
                 elif message.startswith("44"):
                     raise RuntimeError(f"connect_error {message[2:120]}")
+                elif message.startswith("43"):
+                    self.acked(message)
                 # anything else ("connected" event, presence...) is ignored
         except Exception as exc:  # report, never raise into the gather
             self.error = self.error or f"{type(exc).__name__}: {exc}"[:160]
@@ -606,6 +610,9 @@ class Subscriber:
                 stats.disconnects += 1
             if not connected.done():
                 connected.set_result(None)
+
+    def acked(self, message: str) -> None:
+        """An ack (``43<id>[...]``): none is asked for here (see bench/live_queries.py)."""
 
     def _event(self, message: str, stats: Stats) -> None:
         received_ms = time.time() * 1000.0
@@ -636,8 +643,11 @@ class Subscriber:
 # ---------------------------------------------------------------- the benchmark
 
 
-async def prepare(port: int, users: int) -> tuple[str, list[str]]:
-    """Admin login, collection, read permission for `user`, K registered users."""
+async def prepare(
+    port: int, users: int, schema: dict[str, Any] = SCHEMA, conditions: Any = None
+) -> tuple[str, list[str]]:
+    """Admin login, collection, read permission for `user` (under ``conditions``, if
+    given), K registered users."""
     http = Http(port)
     status, body = await http.request(
         "POST", "/auth/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
@@ -645,10 +655,12 @@ async def prepare(port: int, users: int) -> tuple[str, list[str]]:
     if status != 200:
         raise RuntimeError(f"admin login failed: {status} {body}")
     admin = body["token"]
-    status, body = await http.request("POST", "/schemas", SCHEMA, admin)
+    status, body = await http.request("POST", "/schemas", schema, admin)
     if status not in (201, 409):
         raise RuntimeError(f"POST /schemas failed: {status} {body}")
     permission = {"role": "user", "collection": COLLECTION, "action": "read", "fields": ["*"]}
+    if conditions is not None:
+        permission["conditions"] = conditions
     status, body = await http.request("POST", "/permissions", permission, admin)
     if status not in (201, 409):
         raise RuntimeError(f"POST /permissions failed: {status} {body}")
@@ -681,8 +693,10 @@ async def prepare(port: int, users: int) -> tuple[str, list[str]]:
 async def write_phase(
     port: int, token: str, first_seq: int, count: int, concurrency: int, stats: Stats,
     target: int, cluster: Cluster, drain_timeout: float,
+    fields: Callable[[int], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """`count` POSTs with `concurrency` in flight; returns once every frame arrived (or stalled)."""
+    """`count` POSTs with `concurrency` in flight; returns once every frame arrived (or
+    stalled). ``fields(seq)``: more fields for write number ``seq``."""
     snap: dict[str, Any] = {}
 
     def take(name: str) -> None:
@@ -705,7 +719,8 @@ async def write_phase(
                 mine = seq
                 seq += 1
                 t = time.monotonic()
-                body = {"title": f"bench {mine}", "sentAt": time.time() * 1000.0}
+                body = {} if fields is None else fields(mine)
+                body.update(title=f"bench {mine}", sentAt=time.time() * 1000.0)
                 status, answer = await http.request("POST", f"/items/{COLLECTION}", body, token)
                 write_ms.append((time.monotonic() - t) * 1000.0)
                 if status != 201:
@@ -731,6 +746,31 @@ async def write_phase(
     }  # fmt: skip
 
 
+async def connect(
+    subs: list[Subscriber], urls: list[str], stats: Stats, concurrency: int
+) -> tuple[float, dict[str, int]]:
+    """Connect every subscriber to ``urls[sub.server]``, ``concurrency`` handshakes in
+    flight: how long it took, and the errors of those not connected (by message)."""
+    t0 = time.monotonic()
+    gate = asyncio.Semaphore(concurrency)
+
+    async def connect_one(sub: Subscriber) -> None:
+        async with gate:
+            connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            sub.task = asyncio.create_task(sub.run(urls[sub.server], stats, connected))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(connected, 60)
+            if not sub.up and sub.error is None:
+                sub.error = "timeout waiting for 40"
+
+    await asyncio.gather(*(connect_one(s) for s in subs))
+    errors: dict[str, int] = {}
+    for s in subs:
+        if not s.up:
+            errors[s.error or "?"] = errors.get(s.error or "?", 0) + 1
+    return time.monotonic() - t0, errors
+
+
 async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
     n, m, c = args.subscribers, args.writes, args.concurrency
     warmup = 2 * c if args.warmup is None else args.warmup
@@ -751,25 +791,8 @@ async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any
     ]
     subs = [Subscriber(i, tokens[i % len(tokens)], warmup + m, i % cluster.size) for i in range(n)]
     rss_before = sum(map(rss_kib, pids))
-    t0 = time.monotonic()
-    gate = asyncio.Semaphore(args.connect_concurrency)
-
-    async def connect_one(sub: Subscriber) -> None:
-        async with gate:
-            connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            sub.task = asyncio.create_task(sub.run(urls[sub.server], stats, connected))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(connected, 60)
-            if not sub.up and sub.error is None:
-                sub.error = "timeout waiting for 40"
-
-    await asyncio.gather(*(connect_one(s) for s in subs))
-    connect_s = time.monotonic() - t0
+    connect_s, errors = await connect(subs, urls, stats, args.connect_concurrency)
     up = [s for s in subs if s.up]
-    errors: dict[str, int] = {}
-    for s in subs:
-        if not s.up:
-            errors[s.error or "?"] = errors.get(s.error or "?", 0) + 1
     log(f"connected {len(up)}/{n} in {connect_s:.2f} s" + (f" errors: {errors}" if errors else ""))
     settle_s = await quiesce(pids, cluster.size)
     rss_after = sum(map(rss_kib, pids))
@@ -824,28 +847,38 @@ async def benchmark(args: argparse.Namespace, cluster: Cluster) -> dict[str, Any
 
 
 def phase_figures(
-    r: dict[str, Any], stats: Stats, up: list[Subscriber], missing: int, m: int, warmup: int
-) -> dict[str, Any]:
-    """The figures of the measured phase (``missing``: subscribers that never connected)."""
+    r: dict[str, Any], stats: Stats, up: list[Subscriber], missing: int, m: int, warmup: int,
+    expects: Callable[[Subscriber], Iterable[int]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The figures of the measured phase (``missing``: subscribers that never connected,
+    each of which lost all ``m`` writes). ``expects(sub)``: the write numbers ``sub``
+    is to receive (default: every measured one); frames of others are ``unexpected``."""
     (t_begin, cpu_begin, me_begin, _), (t_end, cpu_end, me_end, _) = (
         r["snap"]["begin"], r["snap"]["end"],
     )  # fmt: skip
     wall = max(t_end - t_begin, 1e-9)
-    lost = missing * m
-    duplicates = 0
+    expected = lost = missing * m
+    duplicates = unexpected = 0
     for s in up:
-        for count in s.counts[warmup:]:
-            if count == 0:
-                lost += 1
-            elif count > 1:
-                duplicates += count - 1
+        counts = s.counts[warmup : warmup + m]
+        received = len(counts) - counts.count(0)  # writes received at least once
+        duplicates += sum(counts) - received
+        wanted = range(warmup, warmup + m) if expects is None else expects(s)
+        got = total = 0
+        for seq in wanted:
+            total += 1
+            got += s.counts[seq] > 0
+        expected += total
+        lost += total - got
+        unexpected += received - got
     lat = sorted(stats.latencies)
     cpu = cpu_end - cpu_begin
     delivered = stats.unique
     return {
-        "expected": (len(up) + missing) * m, "delivered": delivered, "frames": stats.frames,
-        "lost": lost, "duplicates": duplicates, "bad_frames": stats.bad_frames,
-        "complete": lost == 0 and duplicates == 0 and not r["errors"],
+        "expected": expected, "delivered": delivered, "frames": stats.frames,
+        "lost": lost, "duplicates": duplicates, "unexpected": unexpected,
+        "bad_frames": stats.bad_frames,
+        "complete": lost == 0 and duplicates == 0 and unexpected == 0 and not r["errors"],
         "write_errors": len(r["errors"]), "last_write_error": (r["errors"] or [None])[-1],
         "wall_s": round(wall, 3), "msgs_per_s": round(delivered / wall, 1),
         "writes_per_s": round(m / max(r["writes_end"] - t_begin, 1e-9), 2),
