@@ -11,7 +11,7 @@ plus the subscriptions that pin nothing.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from livebase.services.filters import And, Compare, Node
@@ -79,12 +79,16 @@ class PinIndex(Generic[G]):
         if not fields:
             self._pinned.pop(collection, None)
 
-    def candidates(self, collection: str, states: Iterable[Mapping[str, Any] | None]) -> set[G]:
-        """The entries that may match one of ``states`` (an item before and after a change)."""
-        found: set[G] = set(self._unpinned.get(collection, ()))
+    def candidates(
+        self, collection: str, states: Iterable[Mapping[str, Any] | None]
+    ) -> Collection[G]:
+        """The entries that may match one of ``states`` (an item before and after a
+        change). To iterate at once: it may be the index's own set."""
+        unpinned: Collection[G] = self._unpinned.get(collection, ())
         fields = self._pinned.get(collection)
         if not fields:
-            return found
+            return unpinned  # not copied: thousands of unpinned entries cost a copy each change
+        found: set[G] | None = None
         for state in states:
             if state is None:
                 continue
@@ -94,8 +98,9 @@ class PinIndex(Generic[G]):
                 except TypeError:  # an unhashable value (JSON) is never pinned
                     continue
                 if entries:
+                    found = set(unpinned) if found is None else found
                     found.update(entries)
-        return found
+        return unpinned if found is None else found
 
     def collections(self) -> set[str]:
         return set(self._pinned) | set(self._unpinned)
