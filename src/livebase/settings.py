@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     SOCKET_RECOVERY_WINDOW: float = Field(120, ge=0)
     # Past this many missed events a reconnect starts a new session instead.
     SOCKET_RECOVERY_MAX_EVENTS: int = Field(10_000, gt=0)
+    # Broadcasts a socket may send a second (docs/realtime.md, "Broadcast").
+    SOCKET_BROADCAST_RATE: float = Field(30, gt=0)
     # Live queries a socket may hold at once (docs/realtime.md, "Live queries").
     SOCKET_MAX_SUBSCRIPTIONS: int = Field(100, ge=0)
     # Seconds the change log keeps published entries (recovery replays from it).

@@ -70,7 +70,12 @@ class Recorder:
         return [("file", event.file["id"])]
 
     def to_room(
-        self, room: str, event: str, payload: Any, position: int | None = None
+        self,
+        room: str,
+        event: str,
+        payload: Any,
+        position: int | None = None,
+        skip: str | None = None,
     ) -> list[tuple[Any, ...]]:
         return [("room", room, event)]
 

@@ -27,6 +27,9 @@ class Connection:
     start: int = 0  # the position it was brought up to when its session began
     generation: int = 0  # how many times its session was recovered
     subscriptions: dict[str, Subscription] = field(default_factory=dict)  # live queries, by id
+    # Its broadcasts' token bucket (realtime/broadcasts.py): tokens left, and when.
+    broadcast_tokens: float = 0.0
+    broadcast_at: float = 0.0
 
     @property
     def user_id(self) -> str | None:

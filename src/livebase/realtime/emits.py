@@ -24,6 +24,7 @@ class ToRoom:
     event: str
     payload: Any
     position: int | None = None  # the change log entry it tells of (notifications)
+    skip: str | None = None  # a socket of the room that does not get it (a broadcast's sender)
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,7 @@ def event_kinds(
             deliver([*router.change(event), *live.change(event)])
 
     def to_room(emit: ToRoom) -> None:
-        deliver(router.to_room(emit.room, emit.event, emit.payload, emit.position))
+        deliver(router.to_room(emit.room, emit.event, emit.payload, emit.position, emit.skip))
 
     return [
         EventKind(

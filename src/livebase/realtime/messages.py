@@ -161,11 +161,16 @@ def notification_event(message: Message) -> NotificationChanged:
 
 
 def room(emit: ToRoom) -> Message:
-    return _message(ROOM, room=emit.room, event=emit.event, payload=emit.payload)
+    return _message(ROOM, room=emit.room, event=emit.event, payload=emit.payload, skip=emit.skip)
 
 
 def room_emit(message: Message) -> ToRoom:
-    return ToRoom(room=message["room"], event=message["event"], payload=message["payload"])
+    return ToRoom(
+        room=message["room"],
+        event=message["event"],
+        payload=message["payload"],
+        skip=message.get("skip"),
+    )
 
 
 def everyone(emit: ToEveryone) -> Message:

@@ -1,4 +1,5 @@
-"""What clients ask of the server: join, leave, subscribe, unsubscribe, and extension events.
+"""What clients ask of the server: join, leave, subscribe, unsubscribe, broadcast, and
+extension events.
 
 Each handler answers a client; the rules it applies live elsewhere (who may
 join a room in :mod:`rooms`, what a room means in :mod:`memberships`);
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from livebase.realtime.broadcasts import Broadcasts
 from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.engine import EngineWorkarounds, FollowedBy
 from livebase.realtime.live_queries import LiveQueries
@@ -22,7 +24,10 @@ from livebase.realtime.service import EventHandler
 
 _log = logging.getLogger("livebase.realtime")
 RESERVED_EVENTS = frozenset(
-    {"connect", "disconnect", "join", "leave", "subscribe", "unsubscribe", "message", "*"}
+    {
+        *("connect", "disconnect", "join", "leave", "subscribe", "unsubscribe", "broadcast"),
+        *("presence.track", "presence.untrack", "presence.list", "message", "*"),
+    }
 )
 
 Ack = dict[str, Any]
@@ -35,12 +40,14 @@ class ClientRequests:
         connections: Connections,
         memberships: Memberships,
         live: LiveQueries,
+        broadcasts: Broadcasts,
         rooms_changed: Callable[[Connection], Awaitable[None]],
     ) -> None:
         self._sio = sio
         self._connections = connections
         self._memberships = memberships
         self._live = live
+        self._broadcasts = broadcasts
         self._rooms_changed = rooms_changed  # stored: a recovery restores them
 
     def register(self) -> None:
@@ -48,6 +55,7 @@ class ClientRequests:
         self._sio.on("leave", self._on_leave)
         self._sio.on("subscribe", self._on_subscribe)
         self._sio.on("unsubscribe", self._on_unsubscribe)
+        self._sio.on("broadcast", self._on_broadcast)
         self._sio.on("*", self._on_unknown_event)
 
     # -- rooms ---------------------------------------------------------------------------
@@ -89,6 +97,14 @@ class ClientRequests:
         if connection is None:
             return _refused("not connected")
         return await self._live.unsubscribe(connection, args[0] if args else None)
+
+    # -- collaboration ---------------------------------------------------------------------
+
+    async def _on_broadcast(self, sid: str, *args: Any) -> Ack:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return _refused("not connected")
+        return await self._broadcasts.send(connection, args[0] if args else None)
 
     async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> Ack:
         return unknown_event(event)

@@ -229,10 +229,15 @@ class Router:
         }
 
     def to_room(
-        self, room: str, event: str, payload: Any, position: int | None = None
+        self,
+        room: str,
+        event: str,
+        payload: Any,
+        position: int | None = None,
+        skip: str | None = None,
     ) -> list[Envelope]:
-        members = self.members(room)
-        return [Envelope(event, payload, list(members), position)] if members else []
+        members = [sid for sid in self.members(room) if sid != skip]
+        return [Envelope(event, payload, members, position)] if members else []
 
     def to_sid(self, sid: str, event: str, payload: Any) -> list[Envelope]:
         return [Envelope(event, payload, (sid,))]

@@ -32,6 +32,7 @@ import socketio
 
 from livebase.realtime.audience import Audience
 from livebase.realtime.authorization import LiveAuthorization
+from livebase.realtime.broadcasts import Broadcasts
 from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.codec import OrjsonCodec
 from livebase.realtime.connections import Connection, Connections, SocketTakenOver
@@ -101,6 +102,7 @@ class Realtime:
         # Packets python-socketio sends itself (acks) meet the byte bound too.
         self.sio.eio.on_overflow = self.eviction.overflowed
         self._extension_events = ExtensionEvents(self.sio, self.connections)
+        self.broadcasts = Broadcasts(self._publish_now, settings.SOCKET_BROADCAST_RATE)
         self.socket = SocketService(self)
         self._attached: _Attached | None = None
 
@@ -208,7 +210,9 @@ class Realtime:
         self._lifecycle.register()
         rooms_changed = recovery.book.save if recovery is not None else _nothing
         live.save = rooms_changed
-        ClientRequests(self.sio, self.connections, memberships, live, rooms_changed).register()
+        ClientRequests(
+            self.sio, self.connections, memberships, live, self.broadcasts, rooms_changed
+        ).register()
         unsubscribe = services.events.subscribe(self._pipeline.publish)
         self._attached = _Attached(nodes, presence, unsubscribe, recovery)
         if nodes is not None:
@@ -232,12 +236,14 @@ class Realtime:
     # -- what services.socket and presence use ------------------------------------------
 
     def publish_to_room(self, room: str, event: str, payload: Any) -> None:
-        if self._attached is not None:
-            self._pipeline.publish_now(ToRoom(room, event, payload))
+        self._publish_now(ToRoom(room, event, payload))
 
     def publish_to_everyone(self, event: str, payload: Any) -> None:
+        self._publish_now(ToEveryone(event, payload))
+
+    def _publish_now(self, emit: ToRoom | ToEveryone) -> None:
         if self._attached is not None:
-            self._pipeline.publish_now(ToEveryone(event, payload))
+            self._pipeline.publish_now(emit)
 
     def register_client_event(self, event: str, handler: EventHandler) -> None:
         self._extension_events.register(event, handler)

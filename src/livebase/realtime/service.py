@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from livebase.realtime.broadcasts import Broadcasts, BroadcastValidator
 from livebase.realtime.rooms import RoomRules, RoomValidator, SocketInfo, user_room
 
 __all__ = ["SocketInfo", "SocketService"]
@@ -18,6 +19,7 @@ class Server(Protocol):
     """
 
     rules: RoomRules
+    broadcasts: Broadcasts
 
     def publish_to_room(self, room: str, event: str, payload: Any) -> None: ...
 
@@ -53,6 +55,12 @@ class SocketService:
         """Decide who may join rooms starting with ``prefix``: ``fn(socket_info, room) -> bool``."""
         self._realtime.rules.register_validator(prefix, validator)
 
+    def register_broadcast_validator(self, prefix: str, validator: BroadcastValidator) -> None:
+        """Decide who may broadcast in rooms starting with ``prefix``:
+        ``fn(socket_info, room, event, data) -> bool`` (raise to refuse with a message).
+        Without one, any member of the room may."""
+        self._realtime.broadcasts.register_validator(prefix, validator)
+
     def register_event_handler(self, event: str, handler: EventHandler) -> None:
         """Handle a client event: ``fn(socket_info, payload)`` returns the ack's value."""
         self._realtime.register_client_event(event, handler)
@@ -60,4 +68,5 @@ class SocketService:
     emitToUser = emit_to_user
     emitToRoom = emit_to_room
     registerRoomValidator = register_room_validator
+    registerBroadcastValidator = register_broadcast_validator
     registerEventHandler = register_event_handler
