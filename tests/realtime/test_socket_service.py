@@ -24,8 +24,10 @@ def test_the_public_surface_is_pinned() -> None:
         "emitToUser",
         "emit_to_room",
         "emit_to_user",
+        "registerBroadcastValidator",
         "registerEventHandler",
         "registerRoomValidator",
+        "register_broadcast_validator",
         "register_event_handler",
         "register_room_validator",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from livebase.realtime.subscriptions import Subscription
 from livebase.services.accountability import Accountability
@@ -27,6 +28,7 @@ class Connection:
     start: int = 0  # the position it was brought up to when its session began
     generation: int = 0  # how many times its session was recovered
     subscriptions: dict[str, Subscription] = field(default_factory=dict)  # live queries, by id
+    tracked: dict[str, Any] = field(default_factory=dict)  # room -> its presence state there
     # Its broadcasts' token bucket (realtime/broadcasts.py): tokens left, and when.
     broadcast_tokens: float = 0.0
     broadcast_at: float = 0.0

@@ -151,6 +151,7 @@ class SocketLifecycle:
         self._memberships.enter(connection, admitted.collections, rooms)
         self._authorization.schedule_expiry(connection)
         if recovered is not None:
+            await self._memberships.presence.recovered(connection, recovered.record.tracked)
             await self._replay(connection, recovered)
         else:
             hello: dict[str, Any] = {"userId": connection.user_id, "role": connection.role}
@@ -220,11 +221,13 @@ class SocketLifecycle:
     def taken_over(self, event: SocketTakenOver) -> None:
         """A newer connection recovered this socket's session: it goes quietly."""
         sid = event.sid
+        self._memberships.presence.stay(sid)  # its room presence goes on in the new one
         connection = self._connections.remove(sid)
         if connection is None:
             return
         self._authorization.cancel_expiry(connection)
         self._memberships.forget(connection)
+        self._memberships.presence.stay(sid)
         self._delivery.forget(sid)
         # python-socketio forgets it now, so its Engine.IO session's end finds no socket.
         self._manager.basic_disconnect(sid, NAMESPACE)

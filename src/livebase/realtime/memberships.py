@@ -18,6 +18,7 @@ from livebase.realtime.audience import Audience
 from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.connections import Connection
 from livebase.realtime.live_queries import LiveQueries
+from livebase.realtime.room_presence import RoomPresence
 from livebase.realtime.rooms import (
     PRESENCE,
     RoomRefused,
@@ -40,6 +41,7 @@ class Memberships:
         rules: RoomRules,
         permissions: PermissionService,
         live: LiveQueries,
+        presence: RoomPresence,
         *,
         max_rooms: int,
         auto_join: bool,
@@ -49,6 +51,7 @@ class Memberships:
         self._rules = rules
         self._permissions = permissions
         self._live = live
+        self.presence = presence
         self._max_rooms = max_rooms
         self._auto_join = auto_join
 
@@ -111,6 +114,7 @@ class Memberships:
         for collection in connection.collections:
             self._audience.remove(connection.sid, collection)
         self._live.forget(connection)
+        self.presence.disconnected(connection)
 
     async def join(self, connection: Connection, room: str) -> None:
         """Put ``connection`` in ``room``, or raise :class:`RoomRefused` saying why not."""
@@ -187,6 +191,7 @@ class Memberships:
     def _part(self, connection: Connection, room: str) -> None:
         self._manager.part(connection.sid, room)
         connection.rooms.discard(room)
+        self.presence.left_room(connection, room)
 
     def _check_room_count(self, connection: Connection, room: str) -> None:
         """Refuse a room past ``SOCKET_MAX_ROOMS``: each one a socket is in costs memory."""

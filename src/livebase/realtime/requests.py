@@ -56,6 +56,9 @@ class ClientRequests:
         self._sio.on("subscribe", self._on_subscribe)
         self._sio.on("unsubscribe", self._on_unsubscribe)
         self._sio.on("broadcast", self._on_broadcast)
+        self._sio.on("presence.track", self._on_track)
+        self._sio.on("presence.untrack", self._on_untrack)
+        self._sio.on("presence.list", self._on_list)
         self._sio.on("*", self._on_unknown_event)
 
     # -- rooms ---------------------------------------------------------------------------
@@ -105,6 +108,28 @@ class ClientRequests:
         if connection is None:
             return _refused("not connected")
         return await self._broadcasts.send(connection, args[0] if args else None)
+
+    async def _on_track(self, sid: str, *args: Any) -> Ack:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return _refused("not connected")
+        answer = await self._memberships.presence.track(connection, args[0] if args else None)
+        await self._rooms_changed(connection)  # a recovery tracks it again
+        return answer
+
+    async def _on_untrack(self, sid: str, *args: Any) -> Ack:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return _refused("not connected")
+        answer = await self._memberships.presence.untrack(connection, args[0] if args else None)
+        await self._rooms_changed(connection)
+        return answer
+
+    async def _on_list(self, sid: str, *args: Any) -> Ack:
+        connection = self._connections.get(sid)
+        if connection is None:
+            return _refused("not connected")
+        return await self._memberships.presence.list(connection, args[0] if args else None)
 
     async def _on_unknown_event(self, event: str, sid: str, *args: Any) -> Ack:
         return unknown_event(event)

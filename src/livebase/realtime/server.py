@@ -54,6 +54,7 @@ from livebase.realtime.pubsub.redis import RedisPubSub
 from livebase.realtime.recovery import Recovery
 from livebase.realtime.replay import Replay
 from livebase.realtime.requests import ClientRequests, ExtensionEvents
+from livebase.realtime.room_presence import LocalMembers, Members, RoomPresence, SharedMembers
 from livebase.realtime.rooms import RoomRules
 from livebase.realtime.router import Router
 from livebase.realtime.service import EventHandler, SocketService
@@ -134,12 +135,17 @@ class Realtime:
             self._tasks.spawn,
             max_subscriptions=settings.SOCKET_MAX_SUBSCRIPTIONS,
         )
+        # Room presence keeps its members in Redis once the cluster is known (below).
+        self._room_presence = room_presence = RoomPresence(
+            self._publish_now, LocalMembers(), settings.SOCKET_PRESENCE_GRACE
+        )
         memberships = Memberships(
             self._manager,
             audience,
             self.rules,
             services.permissions,
             live,
+            room_presence,
             max_rooms=settings.SOCKET_MAX_ROOMS,
             auto_join=settings.SOCKET_AUTO_JOIN_COLLECTIONS,
         )
@@ -176,6 +182,9 @@ class Realtime:
             nodes = NodeDirectory(services.redis, self.node_id)
             shared = SharedPresence(services.redis, self.node_id, nodes.prefix)
         presence = Presence(settings.SOCKET_PRESENCE_GRACE, self.publish_to_room, shared)
+        if nodes is not None and services.redis is not None:
+            members: Members = SharedMembers(services.redis, self.node_id, nodes.prefix)
+            room_presence.use(members)
         recovery = None
         if settings.SOCKET_RECOVERY_WINDOW > 0:
             store: SessionStore = DatabaseSessions(services.db)
@@ -224,6 +233,7 @@ class Realtime:
         if attached is not None:
             attached.unsubscribe()
             attached.presence.close()
+            self._room_presence.close()
         for sid in list(self.connections.by_sid):
             await self.sio.disconnect(sid)
         if attached is not None and attached.recovery is not None:
@@ -264,6 +274,10 @@ class Realtime:
             await asyncio.sleep(HEARTBEAT)
             await self._stats.beat()
             await memberships.keep_only_listened()
+            try:
+                await self._room_presence.sweep()
+            except Exception:
+                _log.exception("ending the room presence of gone processes failed")
 
     async def _renew_sessions(self, book: SessionBook) -> None:
         """Connected sockets' stored sessions stay recoverable; expired ones go."""

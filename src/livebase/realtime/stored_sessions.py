@@ -47,6 +47,7 @@ class Record:
     rooms: list[str] = field(default_factory=list)  # item, custom and presence rooms
     subscriptions: list[dict[str, Any]] = field(default_factory=list)  # live queries
     left: list[str] = field(default_factory=list)  # collection rooms left on request
+    tracked: dict[str, Any] = field(default_factory=dict)  # room presence: room -> state
     # Once gone: the position it had been brought up to, and the newest one
     # written to it (None: still connected, or its process died).
     upto: int | None = None
@@ -74,6 +75,7 @@ class Record:
             collections=sorted(connection.collections),
             rooms=sorted(connection.rooms),
             left=sorted(connection.left),
+            tracked=dict(connection.tracked),
             subscriptions=[
                 s.stored() for s in connection.subscriptions.values() if s.since is not None
             ],
