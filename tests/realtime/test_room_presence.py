@@ -156,3 +156,27 @@ async def test_members_are_seen_from_every_process(live: Live) -> None:
     await here.wait_for("presence.leave")
     listed = await here.call("presence.list", {"room": "board:1"})
     assert [m["state"]["who"] for m in listed["members"]] == ["here"]
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_PRESENCE_GRACE": 0.3}])
+async def test_a_socket_recovered_after_the_grace_joins_again(live: Live) -> None:
+    bob, *_ = await _in_room(live, "board:1", "bob")
+    ann = Recovering(live.base_url)
+    try:
+        await ann.connect(live.api.admin_token)
+        assert (await ann.sio.call("join", "board:1", timeout=10))["success"]
+        await ann.sio.call("presence.track", {"room": "board:1", "state": {"x": 2}}, timeout=10)
+        await bob.wait_for("presence.join")
+        await ann.drop(stay_away=True)
+        await bob.wait_for("presence.leave")
+        ann.gate.set()
+        assert (await ann.next_connected())["recovered"] is True
+        again = await bob.wait_for(
+            "presence.join", lambda p: len(bob.received("presence.join")) == 2
+        )
+        assert again["state"] == {"x": 2}
+        listed = await bob.call("presence.list", {"room": "board:1"})
+        assert [m["state"] for m in listed["members"]] == [{"x": 2}]
+    finally:
+        await ann.close()

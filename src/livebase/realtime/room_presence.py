@@ -40,7 +40,7 @@ Member = dict[str, Any]  # {key, userId, state}
 class Members(Protocol):
     """Where a room's members are kept."""
 
-    async def put(self, room: str, member: Member) -> None: ...
+    async def put(self, room: str, member: Member) -> bool: ...  # whether it is new
     async def remove(self, room: str, key: str) -> bool: ...  # whether it was there
     async def all(self, room: str) -> list[Member]: ...
     async def orphans(self) -> list[tuple[str, Member]]: ...  # members of dead processes
@@ -52,8 +52,11 @@ class LocalMembers:
     def __init__(self) -> None:
         self._rooms: dict[str, dict[str, Member]] = {}
 
-    async def put(self, room: str, member: Member) -> None:
-        self._rooms.setdefault(room, {})[member["key"]] = member
+    async def put(self, room: str, member: Member) -> bool:
+        members = self._rooms.setdefault(room, {})
+        new = member["key"] not in members
+        members[member["key"]] = member
+        return new
 
     async def remove(self, room: str, key: str) -> bool:
         members = self._rooms.get(room)
@@ -70,15 +73,16 @@ class LocalMembers:
         return []
 
 
-# KEYS[1]: the dead process's set of "room\0key"; ARGV[1]: the rooms' key prefix.
-# Each member is removed once; the members removed come back, as [room, json, ...].
+# KEYS[1]: the dead process's set of "room\0key"; ARGV: the rooms' key prefix, the
+# dead process. Each member still its (a recovered socket's is its new process's)
+# is removed once; the members removed come back, as [room, json, ...].
 _TAKE_ORPHANS = """
 local taken = {}
 for _, entry in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local sep = string.find(entry, '\\0', 1, true)
   local room, key = string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1)
   local member = redis.call('HGET', ARGV[1] .. room, key)
-  if member then
+  if member and cjson.decode(member).node == ARGV[2] then
     redis.call('HDEL', ARGV[1] .. room, key)
     table.insert(taken, room)
     table.insert(taken, member)
@@ -100,11 +104,12 @@ class SharedMembers:
         self._held = link.key("room-presence-node", "")
         self._take: Any = link.client.register_script(_TAKE_ORPHANS)
 
-    async def put(self, room: str, member: Member) -> None:
+    async def put(self, room: str, member: Member) -> bool:
         pipe = self._link.client.pipeline(transaction=True)
         pipe.hset(self._rooms + room, member["key"], encoding.dumps({**member, "node": self._node}))
         pipe.sadd(self._held + self._node, f"{room}\0{member['key']}")
-        await self._link.attempt(pipe.execute())
+        done = await self._link.attempt(pipe.execute())
+        return bool(done and done[0])
 
     async def remove(self, room: str, key: str) -> bool:
         pipe = self._link.client.pipeline(transaction=True)
@@ -126,7 +131,7 @@ class SharedMembers:
             node = key.decode().removeprefix(self._held)
             if node == self._node or await client.exists(self._node_prefix + node):
                 continue
-            found = await self._link.attempt(self._take(keys=[key], args=[self._rooms]))
+            found = await self._link.attempt(self._take(keys=[key], args=[self._rooms, node]))
             pairs = list(found or [])
             for room, member in zip(pairs[::2], pairs[1::2], strict=True):
                 taken.append((room.decode(), _member(member)))
@@ -201,12 +206,14 @@ class RoomPresence:
         )
 
     async def recovered(self, connection: Connection, tracked: dict[str, Any]) -> None:
-        """A recovered socket: its members go on without a word (here now)."""
+        """A recovered socket's memberships go on (held here now), without a word,
+        unless they had ended (it came back after the grace): then it joins again."""
         self.stay(connection.sid)
         for room, state in tracked.items():
             if room in connection.rooms:
                 member = {"key": connection.sid, "userId": connection.user_id, "state": state}
-                await self._members.put(room, member)
+                if await self._members.put(room, member):
+                    self._publish(ToRoom(room, JOIN, stamped({"room": room, **member})))
                 connection.tracked[room] = state
 
     def stay(self, sid: str) -> None:
