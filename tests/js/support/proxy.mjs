@@ -63,6 +63,18 @@ export class TcpProxy {
     }
   }
 
+  /**
+   * Cut every open connection on both sides, as a peer that hangs up does: the
+   * clients and the processes both see it closed at once. The proxy goes on accepting.
+   */
+  cutAll() {
+    for (const { client, upstream } of this.pairs) {
+      client.destroy();
+      upstream.destroy();
+    }
+    this.pairs.clear();
+  }
+
   /** Stop accepting and cut every open connection. */
   async close() {
     const closed = once(this.server, 'close');
