@@ -111,6 +111,30 @@ class Live:
         await client.wait_for("connected")
         return client
 
+    async def in_room(self, room: str, *names: str) -> list[Client]:
+        """Administrators' clients, one per name, each joined to ``room``."""
+        clients = []
+        for name in names:
+            client = await self.connect(self.api.admin_token, name)
+            assert (await client.call("join", room))["success"] is True
+            clients.append(client)
+        return clients
+
+    async def connect_to_writer(self, name: str) -> Client:
+        """An administrator's client of node A (the writer): in the cluster topology,
+        the other node than :meth:`connect`'s; alone, the same one."""
+        client = Client(name)
+        self.clients.append(client)
+        await client.sio.connect(
+            str(self.api.client.base_url),
+            socketio_path="/realtime",
+            transports=["websocket"],
+            auth={"token": self.api.admin_token},
+            wait_timeout=TIMEOUT,
+        )
+        await client.wait_for("connected")
+        return client
+
     async def sentinel(self, *clients: Client) -> None:
         """Broadcast a marker and wait until each client has it.
 

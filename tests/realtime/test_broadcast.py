@@ -12,20 +12,11 @@ from typing import Any
 
 import pytest
 
-from tests.realtime.conftest import Client, Live
-
-
-async def _in_room(live: Live, room: str, *names: str) -> list[Client]:
-    clients = []
-    for name in names:
-        client = await live.connect(live.api.admin_token, name)
-        assert (await client.call("join", room))["success"] is True
-        clients.append(client)
-    return clients
+from tests.realtime.conftest import Live
 
 
 async def test_a_broadcast_reaches_the_other_sockets_of_the_room_only(live: Live) -> None:
-    ann, bob = await _in_room(live, "board:1", "ann", "bob")
+    ann, bob = await live.in_room("board:1", "ann", "bob")
     outsider = await live.connect(live.api.admin_token, "outsider")
     await outsider.call("join", "board:2")
 
@@ -53,14 +44,14 @@ async def test_item_rooms_take_broadcasts_from_their_members(live: Live) -> None
         "POST", "/items/notes", 201, headers=live.api.admin, json={"text": "x"}
     )
     room = f"item:notes:{note['data']['id']}"
-    ann, bob = await _in_room(live, room, "ann", "bob")
+    ann, bob = await live.in_room(room, "ann", "bob")
     assert (await ann.call("broadcast", {"room": room, "event": "typing", "data": None}))["success"]
     assert (await bob.wait_for("room.message"))["event"] == "typing"
 
 
 @pytest.mark.parametrize("transport", ["websocket"])
 async def test_broadcasts_are_refused_with_a_reason_and_send_nothing(live: Live) -> None:
-    ann, bob = await _in_room(live, "board:1", "ann", "bob")
+    ann, bob = await live.in_room("board:1", "ann", "bob")
     await ann.call("join", "presence")
     user_id = (await ann.wait_for("connected"))["userId"]
     refusals: list[tuple[Any, str]] = [
@@ -91,7 +82,7 @@ async def test_broadcasts_are_refused_with_a_reason_and_send_nothing(live: Live)
 @pytest.mark.parametrize("transport", ["websocket"])
 @pytest.mark.parametrize("settings_overrides", [{"SOCKET_BROADCAST_RATE": 5}])
 async def test_past_socket_broadcast_rate_the_ack_says_rate_limited(live: Live) -> None:
-    ann, bob = await _in_room(live, "board:1", "ann", "bob")
+    ann, bob = await live.in_room("board:1", "ann", "bob")
     answers = [
         await ann.call("broadcast", {"room": "board:1", "event": "tick", "data": n})
         for n in range(8)
@@ -118,7 +109,7 @@ async def test_an_extensions_validator_decides_who_broadcasts_where(live: Live) 
 
     for node in {id(live.realtime): live.realtime, id(live.writer): live.writer}.values():
         node.socket.register_broadcast_validator("board:", only_cursors)
-    ann, bob = await _in_room(live, "board:1", "ann", "bob")
+    ann, bob = await live.in_room("board:1", "ann", "bob")
     assert (await ann.call("broadcast", {"room": "board:1", "event": "cursor", "data": 1}))[
         "success"
     ]
@@ -134,17 +125,8 @@ async def test_an_extensions_validator_decides_who_broadcasts_where(live: Live) 
 @pytest.mark.parametrize("transport", ["websocket"])
 async def test_a_broadcast_reaches_the_room_on_every_process(live: Live) -> None:
     """In the cluster topology ``there`` is on the other node (the writer's)."""
-    here, *_ = await _in_room(live, "board:1", "here")
-    there = Client("there")
-    live.clients.append(there)
-    await there.sio.connect(
-        str(live.api.client.base_url),
-        socketio_path="/realtime",
-        transports=["websocket"],
-        auth={"token": live.api.admin_token},
-        wait_timeout=10,
-    )
-    await there.wait_for("connected")
+    here, *_ = await live.in_room("board:1", "here")
+    there = await live.connect_to_writer("there")
     assert (await there.call("join", "board:1"))["success"] is True
 
     assert (await here.call("broadcast", {"room": "board:1", "event": "hi", "data": 1}))["success"]

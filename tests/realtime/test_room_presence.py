@@ -8,36 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.realtime.conftest import Client, Live
+from tests.realtime.conftest import Live
 from tests.realtime.recovering import Recovering
 
 
-async def _in_room(live: Live, room: str, *names: str) -> list[Client]:
-    clients = []
-    for name in names:
-        client = await live.connect(live.api.admin_token, name)
-        assert (await client.call("join", room))["success"] is True
-        clients.append(client)
-    return clients
-
-
-async def _on_the_writer(live: Live, name: str) -> Client:
-    """A client of the other node in the cluster topology (the same one alone)."""
-    client = Client(name)
-    live.clients.append(client)
-    await client.sio.connect(
-        str(live.api.client.base_url),
-        socketio_path="/realtime",
-        transports=["websocket"],
-        auth={"token": live.api.admin_token},
-        wait_timeout=10,
-    )
-    await client.wait_for("connected")
-    return client
-
-
 async def test_tracking_announces_a_member_to_the_room_and_lists_it(live: Live) -> None:
-    ann, bob = await _in_room(live, "board:1", "ann", "bob")
+    ann, bob = await live.in_room("board:1", "ann", "bob")
     ann_sid = ann.sio.get_sid("/")
 
     tracked = await ann.call("presence.track", {"room": "board:1", "state": {"color": "red"}})
@@ -70,7 +46,7 @@ async def test_tracking_announces_a_member_to_the_room_and_lists_it(live: Live) 
 
 
 async def test_leaving_the_room_ends_the_membership(live: Live) -> None:
-    ann, bob = await _in_room(live, "board:1", "ann", "bob")
+    ann, bob = await live.in_room("board:1", "ann", "bob")
     await ann.call("presence.track", {"room": "board:1", "state": {}})
     await bob.wait_for("presence.join")
     await ann.call("leave", "board:1")
@@ -81,7 +57,7 @@ async def test_leaving_the_room_ends_the_membership(live: Live) -> None:
 @pytest.mark.parametrize("transport", ["websocket"])
 @pytest.mark.parametrize("settings_overrides", [{"SOCKET_PRESENCE_GRACE": 0.5}])
 async def test_a_disconnect_ends_the_membership_after_the_grace(live: Live) -> None:
-    ann, bob = await _in_room(live, "board:1", "ann", "bob")
+    ann, bob = await live.in_room("board:1", "ann", "bob")
     await ann.call("presence.track", {"room": "board:1", "state": {"n": 1}})
     await bob.wait_for("presence.join")
     gone_at = asyncio.get_running_loop().time()
@@ -94,7 +70,7 @@ async def test_a_disconnect_ends_the_membership_after_the_grace(live: Live) -> N
 @pytest.mark.parametrize("transport", ["websocket"])
 @pytest.mark.parametrize("settings_overrides", [{"SOCKET_PRESENCE_GRACE": 2}])
 async def test_a_recovered_socket_stays_a_member_without_a_word(live: Live) -> None:
-    bob, *_ = await _in_room(live, "board:1", "bob")
+    bob, *_ = await live.in_room("board:1", "bob")
     ann = Recovering(live.base_url)
     try:
         await ann.connect(live.api.admin_token)
@@ -114,7 +90,7 @@ async def test_a_recovered_socket_stays_a_member_without_a_word(live: Live) -> N
 
 @pytest.mark.parametrize("transport", ["websocket"])
 async def test_presence_requests_are_refused_with_a_reason(live: Live) -> None:
-    ann, *_ = await _in_room(live, "board:1", "ann")
+    ann, *_ = await live.in_room("board:1", "ann")
     user_id = (await ann.wait_for("connected"))["userId"]
     await ann.call("join", "presence")
     refusals: list[tuple[str, Any, str]] = [
@@ -142,8 +118,8 @@ async def test_presence_requests_are_refused_with_a_reason(live: Live) -> None:
 @pytest.mark.parametrize("transport", ["websocket"])
 async def test_members_are_seen_from_every_process(live: Live) -> None:
     """In the cluster topology ``there`` is on the other node."""
-    here, *_ = await _in_room(live, "board:1", "here")
-    there = await _on_the_writer(live, "there")
+    here, *_ = await live.in_room("board:1", "here")
+    there = await live.connect_to_writer("there")
     assert (await there.call("join", "board:1"))["success"]
     await there.call("presence.track", {"room": "board:1", "state": {"who": "there"}})
     await here.wait_for("presence.join")
@@ -161,7 +137,7 @@ async def test_members_are_seen_from_every_process(live: Live) -> None:
 @pytest.mark.parametrize("transport", ["websocket"])
 @pytest.mark.parametrize("settings_overrides", [{"SOCKET_PRESENCE_GRACE": 0.3}])
 async def test_a_socket_recovered_after_the_grace_joins_again(live: Live) -> None:
-    bob, *_ = await _in_room(live, "board:1", "bob")
+    bob, *_ = await live.in_room("board:1", "bob")
     ann = Recovering(live.base_url)
     try:
         await ann.connect(live.api.admin_token)

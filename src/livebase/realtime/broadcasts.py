@@ -13,14 +13,20 @@ may decide who broadcasts where: ``register_broadcast_validator``), never in
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from livebase.realtime.connections import Connection
 from livebase.realtime.emits import ToRoom
-from livebase.realtime.rooms import PRESENCE, RoomRefused, SocketInfo, room_name
+from livebase.realtime.rooms import (
+    PRESENCE,
+    RoomRefused,
+    SocketInfo,
+    ask,
+    longest_prefix,
+    room_name,
+)
 from livebase.realtime.router import stamped
 
 ROOM_MESSAGE = "room.message"
@@ -78,19 +84,9 @@ class Broadcasts:
     async def _check_validator(
         self, connection: Connection, room: str, event: str, data: Any
     ) -> None:
-        prefixes = [p for p in self._validators if room.startswith(p)]
-        if not prefixes:
-            return  # members may broadcast
-        validator = self._validators[max(prefixes, key=len)]
-        info = SocketInfo(sid=connection.sid, user_id=connection.user_id, role=connection.role)
-        try:
-            allowed = validator(info, room, event, data)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed
-        except Exception as exc:
-            raise RoomRefused(f"broadcast to {room!r} refused: {exc}") from None
-        if not allowed:
-            raise RoomRefused(f"not allowed to broadcast to {room!r}")
+        validator = longest_prefix(self._validators, room)
+        if validator is not None:  # without one, members may broadcast
+            await ask(validator, connection, room, f"broadcast to {room!r}", event, data)
 
 
 def _request(raw: object) -> tuple[str, str, Any]:

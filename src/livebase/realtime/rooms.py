@@ -113,16 +113,27 @@ class RoomRules:
             raise RoomRefused(f"item {key!r} of {collection!r} not found or not readable") from None
 
     async def _check_custom(self, connection: Connection, room: str) -> None:
-        prefixes = [p for p in self._validators if room.startswith(p)]
-        if not prefixes:
-            return
-        validator = self._validators[max(prefixes, key=len)]
-        info = SocketInfo(sid=connection.sid, user_id=connection.user_id, role=connection.role)
-        try:
-            allowed = validator(info, room)
-            if inspect.isawaitable(allowed):
-                allowed = await allowed
-        except Exception as exc:
-            raise RoomRefused(f"room {room!r} refused: {exc}") from None
-        if not allowed:
-            raise RoomRefused(f"not allowed to join room {room!r}")
+        validator = longest_prefix(self._validators, room)
+        if validator is not None:
+            await ask(validator, connection, room, f"join room {room!r}")
+
+
+def longest_prefix(validators: dict[str, Any], room: str) -> Any:
+    """The validator registered for the longest prefix of ``room``, if any."""
+    prefixes = [p for p in validators if room.startswith(p)]
+    return validators[max(prefixes, key=len)] if prefixes else None
+
+
+async def ask(
+    validator: Callable[..., Any], connection: Connection, room: str, what: str, *args: Any
+) -> None:
+    """An extension's validator (sync or async) says yes, or :class:`RoomRefused` says why not."""
+    info = SocketInfo(sid=connection.sid, user_id=connection.user_id, role=connection.role)
+    try:
+        allowed = validator(info, room, *args)
+        if inspect.isawaitable(allowed):
+            allowed = await allowed
+    except Exception as exc:
+        raise RoomRefused(f"{what} refused: {exc}") from None
+    if not allowed:
+        raise RoomRefused(f"not allowed to {what}")
