@@ -133,10 +133,10 @@ class LiveQueries:
     def _answered(
         self, connection: Connection, subscription: Subscription, group: Group, position: int
     ) -> None:
-        self._delivery.resume(connection.sid, drop=_from(group, upto=position))
         if subscription.stale:  # its subscriber's rights changed while the snapshot was read
             subscription.stale = False
-            self.refresh([connection])
+            self.refresh([connection])  # before the socket resumes: it waits for that too
+        self._delivery.resume(connection.sid, drop=_from(group, upto=position))
 
     async def unsubscribe(self, connection: Connection, raw: object) -> Ack:
         sub_id = raw.get("subscription") if isinstance(raw, dict) else raw
@@ -280,11 +280,11 @@ class LiveQueries:
             extra.append(((at, 1), envelope))
         self._settle(subscription, at)
         self.counts["moved"] += 1
-        self._delivery.resume(sid, drop=_from(group, upto=at), extra=extra)
-        self._spawn(self.save(connection))
-        if subscription.stale:
+        if subscription.stale:  # its rights changed again meanwhile: the socket waits for that
             subscription.stale = False
             self.refresh([connection])
+        self._delivery.resume(sid, drop=_from(group, upto=at), extra=extra)
+        self._spawn(self.save(connection))
 
     def collection_changed(self, collection: str) -> None:
         """Its schema changed (or it was dropped): its subscriptions end; subscribing
