@@ -20,7 +20,10 @@ _FIELD_KEYS = {
     "type", "allowNull", "unique", "defaultValue", "values", "length", "precision", "scale",
     "validate", "primaryKey", "description", "comment",
 }  # fmt: skip
-_SCHEMA_KEYS = {"name", "timestamps", "realtime", "accountability", "fields", "description"}
+# relationships: written through /schemas/{c}/relationships only (services/relations.py).
+_SCHEMA_KEYS = {
+    "name", "timestamps", "realtime", "accountability", "fields", "description", "relationships",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ class SchemaService:
             raise Conflict(
                 f"collection {name!r} already exists or is reserved", "COLLECTION_EXISTS"
             )
+        _no_relationships(body.get("schema"))
         definition = parse_definition(body.get("schema", {}))
         check_written(definition, definition.fields)
         collection = make_collection(name, definition)
@@ -107,6 +108,7 @@ class SchemaService:
             body = body["schema"]
         if not isinstance(body, dict):
             raise BadRequest("body must be a (partial) schema object")
+        _no_relationships(body)
         merged = {**current.definition, **{k: v for k, v in body.items() if k != "fields"}}
         changes = body.get("fields", {})
         if not isinstance(changes, dict):
@@ -190,6 +192,14 @@ class SchemaService:
         item = _describe(collection)
         await self._events.publish(
             ChangeEvent("schemas", action, collection.name, item, None, user_id=None)
+        )
+
+
+def _no_relationships(schema: object) -> None:
+    if isinstance(schema, dict) and "relationships" in schema:
+        raise BadRequest(
+            "relationships are written through /schemas/{collection}/relationships",
+            "USE_RELATIONSHIPS_ROUTE",
         )
 
 
