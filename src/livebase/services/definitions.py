@@ -20,9 +20,11 @@ _FIELD_KEYS = {
     "type", "allowNull", "unique", "defaultValue", "values", "length", "precision", "scale",
     "validate", "primaryKey", "description", "comment",
 }  # fmt: skip
-# relationships: written through /schemas/{c}/relationships only (services/relations.py).
+# relationships and junction: written through /schemas/{c}/relationships only
+# (services/relationships.py).
 _SCHEMA_KEYS = {
     "name", "timestamps", "realtime", "accountability", "fields", "description", "relationships",
+    "junction",
 }  # fmt: skip
 
 

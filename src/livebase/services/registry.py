@@ -9,7 +9,7 @@ from sqlalchemy import MetaData, select
 from livebase.services.definitions import Definition, parse_definition
 from livebase.services.errors import NotFound, ServiceError
 from livebase.services.patterns import FieldPattern
-from livebase.services.relations import RelationGraph, stored_relations
+from livebase.services.relations import RelationGraph, foreign_keys, stored_relations
 from livebase.storage import system
 from livebase.storage.database import Database
 from livebase.storage.model import Collection
@@ -20,7 +20,8 @@ _log = logging.getLogger("livebase.registry")
 
 def make_collection(name: str, definition: Definition) -> Collection:
     # One MetaData per table, so a changed definition simply replaces the table.
-    table = build_table(name, definition.fields, MetaData())
+    keys, unique_together = foreign_keys(name, definition.raw)
+    table = build_table(name, definition.fields, MetaData(), keys, unique_together)
     return Collection(
         name=name,
         fields=definition.fields,

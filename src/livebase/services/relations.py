@@ -13,9 +13,14 @@ its junction collection) holds, under ``relationships``::
 
 :class:`RelationGraph` adds the reverse of each relation that has an alias,
 so ``users.messages`` (an O2M) exists without being stored on ``users``.
-Relations are written through ``/schemas/{c}/relationships`` only; a stored
-entry that no longer makes sense is skipped with an error in the log, like
-an unusable schema.
+An M2M's junction is a collection of its own whose schema says which
+collection each of its two key fields points at::
+
+    "junction": {"posts_id": "posts", "tags_id": "tags"}
+
+Relations are written through ``/schemas/{c}/relationships`` only
+(``services/relationships.py``); a stored entry that no longer makes sense
+is skipped with an error in the log, like an unusable schema.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from livebase.storage.model import OnDelete, Relation, RelationKind
+from livebase.storage.model import ForeignKey, OnDelete, Relation, RelationKind
 
 _log = logging.getLogger("livebase.relations")
 
@@ -101,6 +106,35 @@ def stored_relations(collection: str, definition: Mapping[str, Any]) -> list[Rel
         except ValueError as exc:
             _log.error("collection %r relation %r is unusable, skipped: %s", collection, name, exc)
     return found
+
+
+def junction_keys(definition: Mapping[str, Any]) -> dict[str, str]:
+    """A junction collection's key fields and the collection each points at; {} for others."""
+    keys = definition.get("junction")
+    if not isinstance(keys, Mapping):
+        return {}
+    return {field: target for field, target in keys.items() if isinstance(target, str)}
+
+
+def foreign_keys(
+    collection: str, definition: Mapping[str, Any]
+) -> tuple[list[ForeignKey], list[tuple[str, ...]]]:
+    """The foreign keys a collection's table has, and the fields unique together (a
+    junction's pair of keys): from its M2O/O2O relations, or its junction keys."""
+    found = [
+        ForeignKey(r.foreign_key, r.target, on_delete=r.on_delete)
+        for r in stored_relations(collection, definition)
+        if r.foreign_key is not None
+    ]
+    links = junction_keys(definition)
+    found += [ForeignKey(f, target, on_delete=OnDelete.CASCADE) for f, target in links.items()]
+    fields = definition.get("fields")
+    declared = fields if isinstance(fields, Mapping) else {}
+    usable = [key for key in found if key.field in declared]
+    if len(usable) != len(found):
+        _log.error("collection %r: a foreign key names a field it lacks, skipped", collection)
+    together = [tuple(links)] if len(links) == 2 else []
+    return usable, together
 
 
 def described(relation: Relation) -> dict[str, Any]:

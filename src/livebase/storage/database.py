@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Insert, Table, event, insert, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
@@ -56,6 +57,14 @@ def async_url(url: str) -> str:
 def returning_insert(table: Table) -> Insert:
     """``INSERT … RETURNING *`` into ``table``, built once: values come as parameters."""
     return insert(table).returning(*table.c)
+
+
+def foreign_key_violated(exc: IntegrityError) -> bool:
+    """Whether a write was refused for a foreign key (rather than a unique value)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23503")  # PostgreSQL's foreign_key_violation
+    return "FOREIGN KEY constraint failed" in str(exc.orig)
 
 
 def _file_of(url: str) -> Path | None:
@@ -195,6 +204,37 @@ class Database:
                 if actor is not None:
                     await conn.execute(_POSTGRES_ACTOR, {"actor": actor})
                 yield conn
+
+    @asynccontextmanager
+    async def rebuilding(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction in which a table may be rebuilt (``tables.drop_foreign_key``).
+
+        On SQLite, on a connection of its own whose foreign keys are off for the
+        transaction (the pragma does nothing inside one), so that dropping a
+        table deletes nothing from the tables pointing at it; the foreign keys
+        are checked (``PRAGMA foreign_key_check``) before the commit. On
+        PostgreSQL, a plain transaction.
+        """
+        if not self.is_sqlite:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            try:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"a table rebuild broke foreign keys: {broken[:5]}")
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                await conn.commit()
+            finally:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
     async def insert_one(
         self, table: Table, values: dict[str, Any], actor: str | None = None

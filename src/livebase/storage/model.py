@@ -17,6 +17,7 @@ __all__ = [
     "Collection",
     "FieldKind",
     "FieldSpec",
+    "ForeignKey",
     "OnDelete",
     "Relation",
     "RelationKind",
@@ -81,6 +82,17 @@ class OnDelete(StrEnum):
     CASCADE = "CASCADE"
     SET_NULL = "SET NULL"
     RESTRICT = "RESTRICT"
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A field of a table that holds the primary key of an item of ``target`` (the database
+    enforces it, and does ``on_delete`` when that item goes)."""
+
+    field: str
+    target: str
+    target_field: str = "id"
+    on_delete: OnDelete = OnDelete.SET_NULL
 
 
 @dataclass(frozen=True)
