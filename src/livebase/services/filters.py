@@ -152,10 +152,23 @@ def fields_of(node: Node) -> frozenset[str]:
 
 
 class _Parser:
-    def __init__(self, fields: Mapping[str, FieldKind], variables: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        fields: Mapping[str, FieldKind],
+        variables: Mapping[str, object],
+        paths: Callable[[str], FieldKind | None] | None,
+    ) -> None:
         self.fields = fields
         self.variables = variables
+        self.paths = paths
         self.values = 0
+
+    def kind(self, name: object) -> FieldKind | None:
+        if not isinstance(name, str):
+            return None
+        if self.paths is not None and "." in name:
+            return self.paths(name)  # raises for a path it refuses
+        return self.fields.get(name)
 
     def node(self, raw: object, depth: int) -> Node:
         if depth > _MAX_DEPTH:
@@ -174,8 +187,9 @@ class _Parser:
         return and_(*parts)
 
     def field(self, name: object, spec: object) -> list[Node]:
-        if not isinstance(name, str) or name not in self.fields:
+        if self.kind(name) is None:
             raise FilterError(f"unknown field {show_value(name)} in filter")
+        assert isinstance(name, str)
         if not isinstance(spec, dict):
             return [self.compare(name, "eq", spec)]
         if not spec:
@@ -193,7 +207,8 @@ class _Parser:
             return Compare(name, op if value is not False else negated, None)
         if value is None and op in ("eq", "ne"):
             return Compare(name, "isNull" if op == "eq" else "isNotNull", None)
-        kind = self.fields[name]
+        kind = self.kind(name)
+        assert kind is not None
         if op not in _ALLOWED[KINDS[kind].comparison]:
             raise FilterError(f"operator {op!r} cannot be used on {kind.value} field {name!r}")
         where = f"field {name!r}, operator {op!r}"
@@ -228,7 +243,10 @@ class _Parser:
 
 
 def parse(
-    raw: object, fields: Mapping[str, FieldKind], variables: Mapping[str, object] | None = None
+    raw: object,
+    fields: Mapping[str, FieldKind],
+    variables: Mapping[str, object] | None = None,
+    paths: Callable[[str], FieldKind | None] | None = None,
 ) -> Node:
     """Parse a decoded JSON filter against a collection's field kinds.
 
@@ -237,13 +255,16 @@ def parse(
         fields: the fields that may be filtered on, with their kinds.
         variables: strings such as ``"$CURRENT_USER"`` replaced by a value
             wherever a value is expected, before coercion.
+        paths: the kind of a dotted path through relations (``author.name``),
+            raising for a path it refuses; without it a dotted name is an
+            unknown field (permission conditions take no paths).
 
     Raises:
         FilterError: for anything that is not a valid filter, naming the part.
     """
     if raw is None:
         return TRUE
-    return _Parser(fields, variables or {}).node(raw, depth=1)
+    return _Parser(fields, variables or {}, paths).node(raw, depth=1)
 
 
 # -- the SQL back end -------------------------------------------------------------
@@ -399,17 +420,46 @@ _PYTHON: dict[str, Callable[[Any], Callable[[Any], bool]]] = {
 }
 
 
+def _path_value(path: str) -> Callable[[Mapping[str, Any]], Any]:
+    """The value at the end of a path through an item's nested related items
+    (``{"author": {"name": ...}}``); None when a related item is missing (null),
+    as the SQL back end sees a missing or unreadable one."""
+    names = path.split(".")
+
+    def value(item: Mapping[str, Any]) -> Any:
+        current: Any = item
+        for name in names:
+            if not isinstance(current, Mapping):
+                return None
+            current = current.get(name)
+        return current
+
+    return value
+
+
 def _compare_predicate(field: str, op: str, value: Any) -> Predicate:
+    if "." in field:
+        return _path_predicate(_path_value(field), op, value)
     if op == "isNull":
         return lambda item: item.get(field) is None
     if op == "isNotNull":
         return lambda item: item.get(field) is not None
     if op == "eq":  # the usual permission condition, so one call instead of two
         return lambda item: item.get(field) == value  # value is never None here
+    return _path_predicate(lambda item: item.get(field), op, value)
+
+
+def _path_predicate(read: Callable[[Mapping[str, Any]], Any], op: str, value: Any) -> Predicate:
+    if op == "isNull":
+        return lambda item: read(item) is None
+    if op == "isNotNull":
+        return lambda item: read(item) is not None
+    if op == "eq":
+        return lambda item: read(item) == value
     test = _PYTHON[op](value)
 
     def matches(item: Mapping[str, Any]) -> bool:
-        x = item.get(field)
+        x = read(item)
         if x is None:
             return False
         try:

@@ -26,6 +26,7 @@ from livebase.services.hooks import HookRegistry
 from livebase.services.keys import item_key
 from livebase.services.locks import KeyedLocks
 from livebase.services.operations import MAX_BULK, Item, Operation, body, entries
+from livebase.services.paths import Reach
 from livebase.services.permissions import Action as PermissionAction
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
@@ -65,7 +66,16 @@ class ItemsService:
     ) -> tuple[list[Item], int]:
         """Items matching ``query`` that ``who`` may read, and how many match in all."""
         collection, scope, query = await self.reading(name, query, who)
-        return await listing.read_list(self._db, collection, scope, query)
+        return await listing.read_list(self._db, collection, scope, query, reach=self.reach(who))
+
+    def reach(self, who: Accountability) -> Reach:
+        """What ``who`` reaches through relations: each related collection under
+        ``who``'s own read scope of it (services/expansion.py, services/paths.py)."""
+        return Reach(
+            self._registry.relations,
+            self._registry.peek,
+            lambda collection: self._permissions.scope(who, collection, "read"),
+        )
 
     async def reading(
         self, name: str, query: Query, who: Accountability
@@ -85,18 +95,20 @@ class ItemsService:
     ) -> Item:
         collection = await self._registry.get(name)
         scope = self._scope(who, collection, "read")
-        selected = listing.selected_fields(collection, scope, fields)
+        planned = listing.plan(collection, scope, Query(fields=fields), reach=self.reach(who))
         key = item_key(collection, raw_key)
         table = collection.table
         condition = filters.to_sql(scope.condition, table.c, self._db.dialect)
-        statement = select(*(table.c[f] for f in selected)).where(
+        statement = select(*(table.c[f] for f in planned.read)).where(
             table.c[collection.primary_key] == key, condition
         )
         async with self._db.connect() as conn:
             row = (await conn.execute(statement)).mappings().first()
-        if row is None:
-            raise NotFound(f"item {raw_key!r} not found in {name}", "ITEM_NOT_FOUND")
-        return dict(row)
+            if row is None:
+                raise NotFound(f"item {raw_key!r} not found in {name}", "ITEM_NOT_FOUND")
+            item = dict(row)
+            await planned.expand(conn, self._db.dialect, [item])
+        return item
 
     # -- writing ---------------------------------------------------------------
 
