@@ -41,7 +41,7 @@ def event_kinds(
 
     async def change(event: ChangeEvent) -> None:
         if await authorization.changed(event):
-            deliver([*router.change(event), *live.change(event)])
+            deliver([*router.change(event), *(await live.change(event))])
 
     def to_room(emit: ToRoom) -> None:
         deliver(router.to_room(emit.room, emit.event, emit.payload, emit.position, emit.skip))

@@ -50,6 +50,7 @@ MAX_READABILITY_CHANGES = MAX_LIMIT
 MAX_ENTRIES_READ = 10 * MAX_LIMIT
 
 Ack = dict[str, Any]
+Made = tuple[str, dict[str, Any]]  # an event's name and payload
 Save = Callable[[Connection], Awaitable[None]]
 Spawn = Callable[[Any], None]
 
@@ -151,7 +152,7 @@ class LiveQueries:
 
     # -- changes ------------------------------------------------------------------------
 
-    def change(self, event: ChangeEvent) -> list[Envelope]:
+    async def change(self, event: ChangeEvent) -> list[Envelope]:
         """The subscription events of ``event`` for the sockets of this process."""
         groups = self._index.candidates(event.collection, (event.previous, event.item))
         if not groups:
@@ -159,14 +160,37 @@ class LiveQueries:
         position = event.position or 0
         envelopes = []
         for group in groups:
-            made = group.payload(event)
+            made = await self.expanded(group, group.payload(event))
             if made is None:
                 continue
+            # After the related items were read: who is a member now.
             sids = group.members.keys() if not group.unsettled else _settled(group, position)
             envelopes.append(Envelope(made[0], made[1], sids, position, group))
         return envelopes
 
-    def change_for(
+    async def expanded(self, group: Group, made: Made | None) -> Made | None:
+        """``made`` with its item's related items read (fields paths), under the
+        scopes of the group's plan; the item cut to what the subscriber asked."""
+        if made is None or not group.plan.expansion or made[0] == "subscription.removed":
+            return made
+        await self.expand(group.plan, [made[1]["item"]])
+        return made
+
+    async def expand(self, plan: Plan, items: list[dict[str, Any]]) -> None:
+        try:
+            await self._service.expand(plan, items)
+        except Exception:
+            # The change still goes out; its relations are missing rather than stale.
+            _log.exception("reading the related items of a live query's event failed")
+            for item in items:
+                for hop in plan.expansion.hops:
+                    item[hop.name] = None if hop.relation.to_one else []
+            shown = {*plan.fields, *(hop.name for hop in plan.expansion.hops)}
+            for item in items:
+                for name in [n for n in item if n not in shown]:
+                    del item[name]
+
+    async def change_for(
         self, connection: Connection, event: ChangeEvent, shared: dict[tuple[Any, ...], Any]
     ) -> list[Envelope]:
         """:meth:`change` for one socket's subscriptions (a recovery's replay);
@@ -184,7 +208,7 @@ class LiveQueries:
                 group = self._groups.get(key) or shared.get(("group", key))
                 if group is None:
                     group = shared["group", key] = Group(subscription.id, subscription.plan)
-                shared[made_key] = group.payload(event)
+                shared[made_key] = await self.expanded(group, group.payload(event))
             made = shared[made_key]
             if made is not None:
                 envelopes.append(Envelope(made[0], made[1], (connection.sid,), position))
@@ -200,7 +224,8 @@ class LiveQueries:
             for subscription in list(connection.subscriptions.values()):
                 scope = self._service.scope(connection.who, subscription.live)
                 try:
-                    plan = self._service.plan(subscription.live, scope)
+                    reach = self._service.reach(connection.who)
+                    plan = self._service.plan(subscription.live, scope, reach)
                 except ServiceError as exc:
                     self.end(connection, subscription, exc.message)
                     continue
@@ -236,9 +261,17 @@ class LiveQueries:
         except Exception:
             _log.exception("recomputing live queries of %s failed", collection)
         old_group = Group(first.id, before)
+        made: list[tuple[ChangeEvent, Made | None]] = []
+        for event in missed or ():
+            try:
+                made.append((event, await self.expanded(old_group, old_group.payload(event))))
+            except Exception:
+                _log.exception("recomputing live queries of %s failed", collection)
+                missed = None
+                break
         for move in batch:
             try:
-                self._moved(move, old_group, readability, missed)
+                self._moved(move, readability, made if missed is not None else None)
             except Exception:  # its socket must not wait for ever
                 _log.exception("bringing a live query of %s up to date failed", collection)
                 self.end(move.connection, move.subscription, "it could not be recomputed")
@@ -247,9 +280,8 @@ class LiveQueries:
     def _moved(
         self,
         move: _Move,
-        old_group: Group,
         readability: Readability | None,
-        missed: list[ChangeEvent] | None,
+        missed: list[tuple[ChangeEvent, Made | None]] | None,
     ) -> None:
         """One moved subscription's socket gets the changes up to the readability
         read under the old plan, then what that read found, then what waited."""
@@ -264,8 +296,7 @@ class LiveQueries:
             return
         at = readability.position
         extra: list[tuple[tuple[int, int], Envelope]] = []
-        for event in missed:
-            made = old_group.payload(event)
+        for event, made in missed:
             if made is not None and (event.position or 0) > move.since:
                 envelope = Envelope(*made, (sid,), event.position, personal=True)
                 extra.append(((event.position or 0, 0), envelope))

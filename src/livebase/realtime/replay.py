@@ -81,7 +81,7 @@ class Replay:
             position = following
             event = self._events.get(position)
             if event is not None:
-                envelopes += self.route(connection, event, scopes)
+                envelopes += await self.route(connection, event, scopes)
                 if already + len(envelopes) > self.max_events:
                     raise TooMany(f"more than {self.max_events} missed events")
         return envelopes
@@ -106,13 +106,13 @@ class Replay:
         except Exception:
             return None  # the relay skipped it too, and said so
 
-    def route(
+    async def route(
         self, connection: Connection, event: Event, scopes: dict[str, Any] | None = None
     ) -> list[Envelope]:
         found: Envelope | None = None
         if isinstance(event, ChangeEvent):
             found = self._router.change_for(connection, event, scopes, self._payloads)
-            live = self._live.change_for(connection, event, self._payloads)
+            live = await self._live.change_for(connection, event, self._payloads)
             return [found, *live] if found is not None else live
         if isinstance(event, FileChanged):
             found = self._router.file_for(connection, event)

@@ -24,7 +24,7 @@ ENDED = "subscription.ended"
 
 def fingerprint(plan: Plan) -> str:
     """The same for equal plans, in every process (a recovery compares them)."""
-    text = repr((plan.condition, tuple(plan.fields)))
+    text = repr((plan.condition, tuple(plan.fields), plan.expansion.described()))
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -35,8 +35,11 @@ class Group:
         self.id = sub_id
         self.collection = plan.collection.name
         self.key = group_key(sub_id, plan)
+        self.plan = plan
         self.matches = filters.to_predicate(plan.condition)
-        self.fields = tuple(plan.fields)
+        # The item's own fields and, with relations to expand, the keys they start
+        # from (cut once the related items are in: LiveQueries.expanded).
+        self.fields = tuple(plan.read)
         self.primary_key = plan.collection.primary_key
         self.pin: Pin | None = pin(plan.condition)
         self.members: dict[str, Subscription] = {}  # sid -> its subscription
@@ -77,7 +80,9 @@ class Group:
 
 
 def group_key(sub_id: str, plan: Plan) -> tuple[Any, ...]:
-    return (sub_id, plan.condition, tuple(plan.fields))
+    # The expansion holds the read scope of every related collection: subscribers
+    # with different rights there are in different groups.
+    return (sub_id, plan.condition, tuple(plan.fields), plan.expansion)
 
 
 @dataclass(eq=False)

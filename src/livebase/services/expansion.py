@@ -64,6 +64,12 @@ class Hop:
     def name(self) -> str:
         return self.relation.name
 
+    def described(self) -> tuple[Any, ...]:
+        """What it shows, the same in every process (a recovery compares it)."""
+        condition = None if self.scope is None else self.scope.condition
+        children = tuple(child.described() for child in self.children)
+        return (self.name, condition, self.fields, self.keys_only, children)
+
     @property
     def fetched(self) -> tuple[str, ...]:
         """The target's columns read: those shown and those its own hops need."""
@@ -78,6 +84,9 @@ class Expansion:
 
     def __bool__(self) -> bool:
         return bool(self.hops)
+
+    def described(self) -> tuple[Any, ...]:
+        return tuple(hop.described() for hop in self.hops)
 
     def keys(self, collection: Collection) -> list[str]:
         """The fields of ``collection``'s items its hops start from."""

@@ -30,7 +30,7 @@ import orjson
 import sqlalchemy as sa
 
 from livebase import encoding
-from livebase.services import filters, listing, query
+from livebase.services import filters, listing, paths, query
 from livebase.services.accountability import Accountability
 from livebase.services.errors import BadRequest, Forbidden
 from livebase.services.events import ChangeEvent
@@ -108,8 +108,12 @@ class LiveQueryService:
         collection, scope, asked = await self._items.reading(name, _query(request), who)
         if not self.live(collection):
             raise BadRequest(f"{name} sends no realtime events", "NOT_REALTIME")
+        _refuse_paths(asked)
         live = LiveQuery(name, asked, request)
-        return live, listing.plan(collection, scope, asked)
+        return live, listing.plan(collection, scope, asked, reach=self.reach(who))
+
+    def reach(self, who: Accountability) -> paths.Reach:
+        return self._items.reach(who)
 
     def live(self, collection: Collection) -> bool:
         if collection.system and collection.name not in LIVE_SYSTEM_COLLECTIONS:
@@ -123,7 +127,9 @@ class LiveQueryService:
             return None
         return self._permissions.scope(who, collection, "read")
 
-    def plan(self, live: LiveQuery, scope: Scope | None) -> listing.Plan:
+    def plan(
+        self, live: LiveQuery, scope: Scope | None, reach: paths.Reach | None
+    ) -> listing.Plan:
         """The subscription under ``scope``; raises the error subscribing now would
         get (the collection gone, a field no longer readable, no read at all)."""
         collection = self._registry.peek(live.collection)
@@ -131,7 +137,15 @@ class LiveQueryService:
             raise BadRequest(f"{live.collection} sends no realtime events", "NOT_REALTIME")
         if scope is None:
             raise Forbidden(f"you may not read items of {live.collection}")
-        return listing.plan(collection, scope, live.query)
+        return listing.plan(collection, scope, live.query, reach=reach)
+
+    async def expand(self, plan: listing.Plan, rows: list[Row]) -> None:
+        """Answer ``rows`` (cut to ``plan.read``) with their related items, one query per
+        hop for all of them, under the scopes ``plan`` was made with."""
+        if not plan.expansion:
+            return
+        async with self._db.connect() as conn:
+            await plan.expand(conn, self._db.dialect, rows)
 
     async def snapshot(self, live: LiveQuery, plan: listing.Plan) -> tuple[list[Row], int]:
         """The subscription's first result (sorted and limited as asked), and the
@@ -143,6 +157,7 @@ class LiveQueryService:
         async with self._db.snapshot() as conn:
             position = await newest_position(conn)
             rows = [dict(row) for row in (await conn.execute(statement)).mappings()]
+            await plan.expand(conn, self._db.dialect, rows)
         return rows, position
 
     async def readability(
@@ -157,14 +172,15 @@ class LiveQueryService:
         old = before.condition if before is not None else NOTHING
         gained = sa.and_(_sql(after.condition, table, dialect), sa.not_(_true(old, table, dialect)))
         lost = sa.and_(_sql(old, table, dialect), sa.not_(_true(after.condition, table, dialect)))
-        added_rows = sa.select(*(table.c[f] for f in after.fields)).where(gained)
+        added_rows = sa.select(*(table.c[f] for f in after.read)).where(gained)
         removed_keys = sa.select(key).where(lost)
         async with self._db.snapshot() as conn:
             position = await newest_position(conn)
             added = [dict(r) for r in (await conn.execute(added_rows.limit(most + 1))).mappings()]
             removed = list((await conn.execute(removed_keys.limit(most + 1))).scalars())
-        if len(added) + len(removed) > most:
-            return None
+            if len(added) + len(removed) > most:
+                return None
+            await after.expand(conn, dialect, added)
         return Readability(added, removed, position)
 
     async def changes(
@@ -216,6 +232,34 @@ def _sql(node: filters.Node, table: sa.Table, dialect: str) -> sa.ColumnElement[
 def _true(node: filters.Node, table: sa.Table, dialect: str) -> sa.ColumnElement[bool]:
     """``node`` is true (not false, not unknown): NOT of it leaves no NULL rows out."""
     return sa.case((_sql(node, table, dialect), sa.true()), else_=sa.false())
+
+
+def _refuse_paths(asked: query.Query) -> None:
+    """Relation paths are for a subscription's ``fields``: its filter is tested against
+    each changed item alone, which holds no related items."""
+    names = [name for name, _ in asked.sort]
+    if asked.filter is not None:
+        names += _filter_names(asked.filter)
+    for name in names:
+        if "." in name:
+            raise paths.PathError(
+                f"live queries take relation paths in fields only, not in filter or sort "
+                f"({name[:80]!r})"
+            )
+
+
+def _filter_names(raw: Any) -> list[str]:
+    """The keys a filter names (the parser refuses what is not a filter, later)."""
+    if isinstance(raw, dict):
+        names = []
+        for key, value in raw.items():
+            if key in ("AND", "OR") and isinstance(value, list):
+                for child in value:
+                    names += _filter_names(child)
+            elif isinstance(key, str):
+                names.append(key)
+        return names
+    return []
 
 
 def _request(raw: object) -> dict[str, Any]:
