@@ -28,8 +28,9 @@ async def read(api: Api, url: str, headers: dict[str, str] | None = None, **para
     return (await api.ok("GET", url, headers=headers or api.admin, params=params))["data"]
 
 
-async def refused(api: Api, url: str, status: int, headers: dict[str, str] | None = None,
-                  **params: Any) -> str:
+async def refused(
+    api: Api, url: str, status: int, headers: dict[str, str] | None = None, **params: Any
+) -> str:
     response = await api.client.get(url, headers=headers or api.admin, params=params)
     assert response.status_code == status, response.text
     return str(response.json()["error"]["code"])
@@ -61,8 +62,17 @@ async def world(api: Api) -> dict[str, Any]:
     blue = await add(api, "tags", label="blue")
     for post, tag in ((p1, red), (p1, blue), (p2, blue)):
         await add(api, "posts_tags_junction", posts_id=post["id"], tags_id=tag["id"])
-    return {"fr": fr, "acme": acme, "ann": ann, "bob": bob, "p1": p1, "p2": p2, "p3": p3,
-            "red": red, "blue": blue}
+    return {
+        "fr": fr,
+        "acme": acme,
+        "ann": ann,
+        "bob": bob,
+        "p1": p1,
+        "p2": p2,
+        "p3": p3,
+        "red": red,
+        "blue": blue,
+    }
 
 
 def by_title(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -71,13 +81,17 @@ def by_title(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 async def test_m2o_expands_into_an_object_or_null_and_nests_three_deep(api: Api) -> None:
     w = await world(api)
-    items = by_title(await read(api, "/items/posts", fields="title,author.name,author.company.country.name"))
+    items = by_title(
+        await read(api, "/items/posts", fields="title,author.name,author.company.country.name")
+    )
     assert items["one"] == {
         "id": w["p1"]["id"],
         "title": "one",
-        "author": {"id": w["ann"]["id"], "name": "Ann",
-                   "company": {"id": w["acme"]["id"],
-                               "country": {"id": w["fr"]["id"], "name": "France"}}},
+        "author": {
+            "id": w["ann"]["id"],
+            "name": "Ann",
+            "company": {"id": w["acme"]["id"], "country": {"id": w["fr"]["id"], "name": "France"}},
+        },
     }
     assert items["two"]["author"] == {"id": w["bob"]["id"], "name": "Bob", "company": None}
     assert items["three"]["author"] is None
@@ -110,25 +124,38 @@ async def test_each_hop_is_read_under_the_readers_own_permission(api: Api) -> No
     w = await world(api)
     token_a, user_a = await api.user("a@example.com")
     token_b, _ = await api.user("b@example.com")
-    await api.ok("PATCH", f"/items/authors/{w['ann']['id']}", headers=api.admin,
-                 json={"owner": user_a["id"]})
+    await api.ok(
+        "PATCH", f"/items/authors/{w['ann']['id']}", headers=api.admin, json={"owner": user_a["id"]}
+    )
     await api.allow("user", "posts", "read", fields=["*"])
     # Authors: only one's own, and never their secret.
-    await api.allow("user", "authors", "read", fields=["id", "name", "company_Id"],
-                    conditions={"owner": {"eq": "$CURRENT_USER"}})
+    await api.allow(
+        "user",
+        "authors",
+        "read",
+        fields=["id", "name", "company_Id"],
+        conditions={"owner": {"eq": "$CURRENT_USER"}},
+    )
     # companies: no permission at all.
     fields = "title,author.*,author.company.name,tags.label"
     seen_a = by_title(await read(api, "/items/posts", bearer(token_a), fields=fields))
     assert seen_a["one"]["author"] == {
-        "id": w["ann"]["id"], "name": "Ann", "company_Id": w["acme"]["id"], "company": None,
+        "id": w["ann"]["id"],
+        "name": "Ann",
+        "company_Id": w["acme"]["id"],
+        "company": None,
     }
     assert seen_a["two"]["author"] is None  # Bob's is not hers
     assert seen_a["one"]["tags"] == []  # no read on tags
     seen_b = by_title(await read(api, "/items/posts", bearer(token_b), fields=fields))
     assert seen_b["one"]["author"] is None
     # An explicitly named unreadable field is cut on a related item, not a 403.
-    cut = await read(api, f"/items/posts/{w['p1']['id']}", bearer(token_a),
-                     fields="title,author.secret,author.name")
+    cut = await read(
+        api,
+        f"/items/posts/{w['p1']['id']}",
+        bearer(token_a),
+        fields="title,author.secret,author.name",
+    )
     assert cut["author"] == {"id": w["ann"]["id"], "name": "Ann"}
     # Lists leave unreadable items out.
     await api.allow("user", "tags", "read", fields=["label"], conditions={"label": {"eq": "red"}})
@@ -180,8 +207,13 @@ async def test_one_query_per_hop_whatever_the_page_size(api: Api) -> None:
         statements.clear()
         event.listen(engine, "before_cursor_execute", count)
         try:
-            page = await read(api, "/items/posts", fields=fields, limit=limit,
-                              filter='{"title": {"startsWith": "p"}}')
+            page = await read(
+                api,
+                "/items/posts",
+                fields=fields,
+                limit=limit,
+                filter='{"title": {"startsWith": "p"}}',
+            )
         finally:
             event.remove(engine, "before_cursor_execute", count)
         assert len(page) == limit
@@ -215,8 +247,12 @@ async def test_filter_and_sort_through_m2o_paths(api: Api) -> None:
     ordered = await read(api, "/items/posts", sort="author.name", fields="title")
     assert [p["title"] for p in ordered] == ["one", "two", "three"]
     # The count follows the filter through the path too.
-    paged = await api.ok("GET", "/items/posts", headers=api.admin,
-                         params={"filter": '{"author.name": {"in": ["Ann", "Bob"]}}', "limit": 1})
+    paged = await api.ok(
+        "GET",
+        "/items/posts",
+        headers=api.admin,
+        params={"filter": '{"author.name": {"in": ["Ann", "Bob"]}}', "limit": 1},
+    )
     assert paged["totalCount"] == 2
     assert w["p1"]["id"]
 
@@ -224,20 +260,31 @@ async def test_filter_and_sort_through_m2o_paths(api: Api) -> None:
 async def test_filter_and_sort_paths_follow_the_related_permission(api: Api) -> None:
     w = await world(api)
     token, user = await api.user("a@example.com")
-    await api.ok("PATCH", f"/items/authors/{w['ann']['id']}", headers=api.admin,
-                 json={"owner": user["id"]})
+    await api.ok(
+        "PATCH", f"/items/authors/{w['ann']['id']}", headers=api.admin, json={"owner": user["id"]}
+    )
     await api.allow("user", "posts", "read", fields=["*"])
     headers = bearer(token)
-    assert await refused(api, "/items/posts", 403, headers,
-                         filter='{"author.name": {"eq": "Bob"}}') == "FORBIDDEN"
-    await api.allow("user", "authors", "read", fields=["id", "name"],
-                    conditions={"owner": {"eq": "$CURRENT_USER"}})
+    assert (
+        await refused(api, "/items/posts", 403, headers, filter='{"author.name": {"eq": "Bob"}}')
+        == "FORBIDDEN"
+    )
+    await api.allow(
+        "user",
+        "authors",
+        "read",
+        fields=["id", "name"],
+        conditions={"owner": {"eq": "$CURRENT_USER"}},
+    )
     # Bob is not hers: through the path he is NULL, as if missing.
     assert await read(api, "/items/posts", headers, filter='{"author.name": {"eq": "Bob"}}') == []
     mine = await read(api, "/items/posts", headers, filter='{"author.name": {"eq": "Ann"}}')
     assert [p["title"] for p in mine] == ["one"]
-    for params in ({"filter": '{"author.secret": {"eq": "s1"}}'}, {"sort": "author.secret"},
-                   {"filter": '{"author.company.name": {"eq": "Acme"}}'}):
+    for params in (
+        {"filter": '{"author.secret": {"eq": "s1"}}'},
+        {"sort": "author.secret"},
+        {"filter": '{"author.company.name": {"eq": "Acme"}}'},
+    ):
         assert await refused(api, "/items/posts", 403, headers, **params) == "FORBIDDEN"
 
 
@@ -276,8 +323,13 @@ async def test_bad_paths_are_clear_400s(api: Api, params: dict[str, str], code: 
 async def test_permission_conditions_take_no_paths(api: Api) -> None:
     await world(api)
     response = await api.client.post(
-        "/permissions", headers=api.admin,
-        json={"role": "user", "collection": "posts", "action": "read",
-              "conditions": {"author.name": {"eq": "Ann"}}},
+        "/permissions",
+        headers=api.admin,
+        json={
+            "role": "user",
+            "collection": "posts",
+            "action": "read",
+            "conditions": {"author.name": {"eq": "Ann"}},
+        },
     )
     assert response.status_code == 400, response.text

@@ -30,8 +30,9 @@ async def _setup(live: Live) -> dict[str, Any]:
     ann_token, ann = await api.user("ann@example.com")
     bob_token, bob = await api.user("bob@example.com")
     for user, name in ((ann, "Ann"), (bob, "Bob")):
-        await api.ok("PATCH", f"/items/users/{user['id']}", headers=api.admin,
-                     json={"firstName": name})
+        await api.ok(
+            "PATCH", f"/items/users/{user['id']}", headers=api.admin, json={"firstName": name}
+        )
     return {"ann": ann, "bob": bob, "ann_token": ann_token, "bob_token": bob_token}
 
 
@@ -65,13 +66,19 @@ async def test_snapshot_and_events_expand_under_each_subscribers_rights(live: Li
     seen_by_ann = await ann_client.wait_for("subscription.added")
     seen_by_bob = await bob_client.wait_for("subscription.added")
     assert seen_by_ann["item"] == {
-        "id": second["id"], "text": "after", "author": {"id": ann["id"], "firstName": "Ann"},
+        "id": second["id"],
+        "text": "after",
+        "author": {"id": ann["id"], "firstName": "Ann"},
     }
     assert seen_by_bob["item"] == {"id": second["id"], "text": "after", "author": None}
 
     # Pointing the message at Bob changes what each of them sees of its author.
-    await live.api.ok("PATCH", f"/items/messages/{second['id']}", headers=live.api.admin,
-                      json={"author_Id": bob["id"]})
+    await live.api.ok(
+        "PATCH",
+        f"/items/messages/{second['id']}",
+        headers=live.api.admin,
+        json={"author_Id": bob["id"]},
+    )
     changed_for_bob = await bob_client.wait_for("subscription.changed")
     assert changed_for_bob["item"]["author"] == {"id": bob["id"], "firstName": "Bob"}
     changed_for_ann = await ann_client.wait_for("subscription.changed")
@@ -88,8 +95,9 @@ async def test_a_change_to_the_related_item_alone_does_not_re_emit_the_parent(
     snapshot = await _subscribe(client, fields=FIELDS)
     assert snapshot["items"][0]["author"]["firstName"] == "Ann"
 
-    await live.api.ok("PATCH", f"/items/users/{ann['id']}", headers=live.api.admin,
-                      json={"firstName": "Annie"})
+    await live.api.ok(
+        "PATCH", f"/items/users/{ann['id']}", headers=live.api.admin, json={"firstName": "Annie"}
+    )
     await live.sentinel(client)
     assert client.received("subscription.changed") == []
     assert client.received("subscription.added") == []

@@ -135,8 +135,10 @@ def split(
             first, _, rest = entry.partition(".")
             segments(entry, "fields")
             paths.setdefault(first, []).append(rest)
-        elif entry != "*" and entry not in collection.kinds and _is_relation(
-            reach, collection, entry
+        elif (
+            entry != "*"
+            and entry not in collection.kinds
+            and _is_relation(reach, collection, entry)
         ):
             paths.setdefault(entry, [])
         else:
@@ -187,7 +189,9 @@ def _hop(source: Collection, reach: Reach | None, name: str, rest: list[str], de
     )
 
 
-def _shown(target: Collection, scope: Scope | None, own: list[str], keys_only: bool) -> tuple[str, ...]:
+def _shown(
+    target: Collection, scope: Scope | None, own: list[str], keys_only: bool
+) -> tuple[str, ...]:
     if scope is None:
         return ()
     if keys_only:
@@ -200,9 +204,7 @@ def _shown(target: Collection, scope: Scope | None, own: list[str], keys_only: b
 # -- reading ----------------------------------------------------------------------
 
 
-async def _fill(
-    conn: AsyncConnection, dialect: str, hops: Sequence[Hop], rows: list[Row]
-) -> None:
+async def _fill(conn: AsyncConnection, dialect: str, hops: Sequence[Hop], rows: list[Row]) -> None:
     for hop in hops:
         if hop.scope is None:
             for row in rows:
@@ -265,7 +267,7 @@ async def _read_reverse(
     conn: AsyncConnection,
     hop: Hop,
     rows: list[Row],
-    columns: list[sa.ColumnElement[Any]],
+    columns: Sequence[sa.ColumnElement[Any]],
     readable: sa.ColumnElement[bool],
 ) -> list[Row]:
     """An O2M, the back of an O2O, or an M2M: related items found by the parents' keys."""
@@ -296,7 +298,7 @@ async def _read_reverse(
             .where(parent.in_(chunk), readable)
             .subquery()
         )
-        names = [column.key for column in columns]
+        names = list(hop.fetched)
         statement = (
             sa.select(*(numbered.c[n] for n in names), numbered.c[_PARENT])
             .where(numbered.c[_RANK] <= MAX_RELATED)

@@ -86,8 +86,9 @@ def _sort(collection: Collection, scope: Scope, reach: Reach | None, sort: Order
     return sort
 
 
-def _ordered(statement: Select[Any], columns: paths.Columns, collection: Collection,
-             order: Order) -> Select[Any]:
+def _ordered(
+    statement: Select[Any], columns: paths.Columns, collection: Collection, order: Order
+) -> Select[Any]:
     table = collection.table
     for field, descending in order:
         column = columns[field]

@@ -127,9 +127,7 @@ class LiveQueryService:
             return None
         return self._permissions.scope(who, collection, "read")
 
-    def plan(
-        self, live: LiveQuery, scope: Scope | None, reach: paths.Reach | None
-    ) -> listing.Plan:
+    def plan(self, live: LiveQuery, scope: Scope | None, reach: paths.Reach | None) -> listing.Plan:
         """The subscription under ``scope``; raises the error subscribing now would
         get (the collection gone, a field no longer readable, no read at all)."""
         collection = self._registry.peek(live.collection)

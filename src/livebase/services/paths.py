@@ -111,7 +111,9 @@ class Path:
         return self.steps[-1].target.kinds[self.field]
 
 
-def resolve(collection: Collection, scope: Scope, reach: Reach | None, path: str, what: str) -> Path:
+def resolve(
+    collection: Collection, scope: Scope, reach: Reach | None, path: str, what: str
+) -> Path:
     """Check a filter or sort path read from ``collection`` under ``scope``.
 
     400 for what is not a relation or not a field, a hop through an O2M, M2M or
