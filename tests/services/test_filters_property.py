@@ -21,7 +21,11 @@ from hypothesis import strategies as st
 
 from livebase.services import filters
 from livebase.services.filters import FieldKind
+from livebase.services.paths import Columns, Reach, kinds_with_paths
+from livebase.services.permissions import FULL, Scope
+from livebase.services.relations import RelationGraph
 from livebase.storage.database import Database
+from livebase.storage.model import Collection, FieldSpec, Relation, RelationKind
 from livebase.storage.types import UTCDateTime
 
 KINDS = {kind.value.lower(): kind for kind in FieldKind}  # "string": FieldKind.STRING, ...
@@ -309,3 +313,133 @@ async def test_strings_order_by_code_point_whatever_the_column_collation(
                     assert found == expected, f"{db.dialect}: {op} {value!r}"
     finally:
         await db.dispose()
+
+
+# -- paths through relations ------------------------------------------------------------
+#
+# parents.thing -> things, things.next -> things (M2O): a filter on parents through
+# ``thing.<field>`` or ``thing.next.<field>`` must mean in SQL (a scalar subquery per
+# hop, under the read condition of things) what it means in Python over parents whose
+# related rows are nested, ``None`` when missing or unreadable.
+
+READ_CONDITIONS = [None, {"boolean": {"eq": True}}, {"integer": {"gte": 0}}]
+MISSING = 99  # a key no row has
+
+
+@st.composite
+def path_conditions(draw: st.DrawFn, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    prefix = draw(st.sampled_from(["thing.", "thing.next."]))
+    return {prefix + name: spec for name, spec in draw(conditions(rows)).items()}
+
+
+def path_trees(rows: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.recursive(
+        path_conditions(rows),
+        lambda children: st.builds(
+            lambda key, items: {key: items},
+            st.sampled_from(["AND", "OR"]),
+            st.lists(children, max_size=3),
+        ),
+        max_leaves=4,
+    )
+
+
+def _related_collections() -> tuple[Collection, Collection, Reach]:
+    metadata = sa.MetaData()
+    things = sa.Table(
+        "rthings",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("next_Id", sa.Integer),
+        *(sa.Column(name, COLUMN_TYPES[kind]) for name, kind in KINDS.items()),
+    )
+    parents = sa.Table(
+        "rparents",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("thing_Id", sa.Integer),
+    )
+    key = FieldSpec("id", FieldKind.INTEGER, primary_key=True)
+    thing_fields = {
+        "id": key,
+        "next_Id": FieldSpec("next_Id", FieldKind.INTEGER),
+        **{name: FieldSpec(name, kind) for name, kind in KINDS.items()},
+    }
+    parent_fields = {"id": key, "thing_Id": FieldSpec("thing_Id", FieldKind.INTEGER)}
+    thing_collection = Collection("rthings", thing_fields, things)
+    parent_collection = Collection("rparents", parent_fields, parents)
+    graph = RelationGraph(
+        [
+            Relation("thing", RelationKind.M2O, "rparents", "rthings", foreign_key="thing_Id"),
+            Relation("next", RelationKind.M2O, "rthings", "rthings", foreign_key="next_Id"),
+        ]
+    )
+    by_name = {"rthings": thing_collection, "rparents": parent_collection}
+    reach = Reach(graph, by_name.get, lambda c: FULL)  # its scope is replaced per example
+    return parent_collection, thing_collection, reach
+
+
+@pytest.fixture
+async def related_database(
+    database_url: str, pg_database_url: str
+) -> AsyncIterator[tuple[Database, Collection, Collection, Reach]]:
+    db = Database(database_url)
+    parents, things, reach = _related_collections()
+    async with db.transaction() as conn:
+        await conn.run_sync(parents.table.metadata.create_all)
+    try:
+        yield db, parents, things, reach
+    finally:
+        await db.dispose()
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=row_sets(), data=st.data())
+async def test_sql_and_python_agree_through_paths(
+    related_database: tuple[Database, Collection, Collection, Reach],
+    rows: list[dict[str, Any]],
+    data: st.DataObject,
+) -> None:
+    db, parents, things, base_reach = related_database
+    keys = [None, MISSING, *(row["id"] for row in rows)]
+    thing_rows = [{**row, "next_Id": data.draw(st.sampled_from(keys))} for row in rows]
+    parent_rows = [
+        {"id": i, "thing_Id": data.draw(st.sampled_from(keys))}
+        for i in range(1, data.draw(st.integers(1, 8)) + 1)
+    ]
+    raw_condition = data.draw(st.sampled_from(READ_CONDITIONS), label="read condition")
+    scope = Scope(fields=None, condition=filters.parse(raw_condition, things.kinds))
+    reach = Reach(base_reach.relations, base_reach.collection, lambda c: scope)
+    async with db.transaction() as conn:
+        await conn.execute(parents.table.delete())
+        await conn.execute(things.table.delete())
+        if thing_rows:
+            await conn.execute(things.table.insert().values([_stored(r) for r in thing_rows]))
+        await conn.execute(parents.table.insert().values(parent_rows))
+    async with db.connect() as conn:
+        stored = [dict(r) for r in (await conn.execute(sa.select(things.table))).mappings()]
+        readable = filters.to_predicate(scope.condition)
+        by_key = {row["id"]: row for row in stored if readable(row)}
+        nested = {key: {**row, "next": by_key.get(row["next_Id"])} for key, row in by_key.items()}
+        expanded = [{**p, "thing": nested.get(p["thing_Id"])} for p in parent_rows]
+        columns = Columns(parents, FULL, reach, db.dialect)
+        kinds = kinds_with_paths(parents, FULL, reach, "filter")
+        for _ in range(6):
+            raw = data.draw(path_trees(stored), label="filter")
+            node = filters.parse(raw, parents.kinds, paths=kinds)
+            matches = filters.to_predicate(node)
+            expected = {p["id"] for p in expanded if matches(p)}
+            query = sa.select(parents.table.c.id).where(filters.to_sql(node, columns, db.dialect))
+            found = set((await conn.execute(query)).scalars())
+            assert found == expected, (
+                f"{db.dialect} finds {sorted(found)}, Python {sorted(expected)}\n"
+                f"filter: {raw}\nparsed: {node}\nread condition: {raw_condition}\n"
+                f"parents: {expanded}"
+            )
+            share = "none" if not expected else "all" if len(expected) == len(expanded) else "some"
+            event(f"a path filter matched {share} of the rows")
