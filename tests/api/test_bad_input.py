@@ -78,6 +78,28 @@ CASES: list[tuple[str, str, dict[str, Any], int | None]] = [
             {"page": str(2**63 - 1), "limit": str(2**31 - 1)},
         )
     ],
+    # Relation paths (SPEC §14; with relations: tests/api/test_relation_reads.py).
+    *[
+        ("GET", path, {"params": params}, 400)
+        for path in ("/items/posts", f"/items/posts/{ID}")
+        for params in (
+            {"fields": "nope.title"},
+            {"fields": "title.x"},
+            {"fields": "nope..title"},
+            {"fields": "*.title"},
+            {"fields": ".title"},
+            {"fields": "a.b.c.d.e"},
+            {"fields": "a." + "b" * 5000},
+        )
+    ],
+    ("GET", "/items/posts", {"params": {"filter": '{"title.x": {"eq": 1}}'}}, 400),
+    ("GET", "/items/posts", {"params": {"filter": '{"nope.title": {"eq": 1}}'}}, 400),
+    ("GET", "/items/posts", {"params": {"filter": '{"a.b.c.d.e": {"eq": 1}}'}}, 400),
+    ("GET", "/items/posts", {"params": {"filter": '{".": {"eq": 1}}'}}, 400),
+    ("GET", "/items/posts", {"params": {"sort": "title.x"}}, 400),
+    ("GET", "/items/posts", {"params": {"sort": "-nope.title"}}, 400),
+    ("GET", "/files", {"params": {"fields": "uploadedBy.email"}}, 400),
+    ("GET", "/notifications", {"params": {"filter": '{"user.email": {"eq": "x"}}'}}, 400),
     ("GET", "/items/n'ope", {}, 404),
     ("GET", "/items/" + "a" * 5000, {}, 404),
     ("POST", "/schemas", {"json": {"collectionName": "a;b", "schema": {}}}, 400),
