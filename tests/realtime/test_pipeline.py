@@ -114,7 +114,7 @@ class NoCollections:
 
 
 class NoLiveQueries:
-    def change(self, event: ChangeEvent) -> list[tuple[Any, ...]]:
+    async def change(self, event: ChangeEvent) -> list[tuple[Any, ...]]:
         return []
 
 

@@ -52,7 +52,7 @@ def test_the_items_module_keeps_its_public_names() -> None:
     public = {name for name in vars(items.ItemsService) if not name.startswith("_")}
     assert public == {
         *("read_many", "read_one", "create", "create_many", "update", "update_many"),
-        *("delete", "delete_many", "set_rules", "reading"),
+        *("delete", "delete_many", "set_rules", "reading", "reach"),
     }
 
 
