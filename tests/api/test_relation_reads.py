@@ -172,7 +172,7 @@ async def test_hidden_fields_never_appear_through_a_relation(api: Api) -> None:
     item = await read(api, f"/items/notes/{note['id']}", fields="writer.*")
     assert item["writer"]["id"] == me["id"]
     assert not any("password" in name.lower() for name in item["writer"])
-    assert await refused(api, "/items/notes", 400, fields="writer.password") == "INVALID_PATH"
+    assert await refused(api, "/items/notes", 400, fields="writer.password") == "UNKNOWN_FIELD"
 
 
 async def test_lists_are_capped_per_item(api: Api) -> None:
@@ -293,7 +293,7 @@ async def test_filter_and_sort_paths_follow_the_related_permission(api: Api) -> 
     [
         ({"fields": "nobody.name"}, "UNKNOWN_FIELD"),
         ({"fields": "title.x"}, "UNKNOWN_FIELD"),
-        ({"fields": "author.nothing"}, "INVALID_PATH"),
+        ({"fields": "author.nothing"}, "UNKNOWN_FIELD"),
         ({"fields": "author..name"}, "INVALID_PATH"),
         ({"fields": "author.*.name"}, "INVALID_PATH"),
         ({"fields": "." * 3}, "INVALID_PATH"),

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from livebase.services import filters
+from livebase.services.errors import BadRequest
 from livebase.services.paths import PathError, Reach, relation_of, segments
 from livebase.services.permissions import Scope
 from livebase.services.relations import MAX_DEPTH, MAX_RELATED
@@ -174,7 +175,7 @@ def _hop(source: Collection, reach: Reach | None, name: str, rest: list[str], de
             own.append(entry)
     for entry in own:
         if entry != "*" and entry not in target.kinds:
-            raise PathError(f"fields: {target.name} has no field or relation {entry!r}")
+            raise BadRequest(f"{target.name} has no field or relation {entry!r}", "UNKNOWN_FIELD")
     children = tuple(_hop(target, reach, n, more, depth + 1) for n, more in deeper.items())
     keys_only = not rest
     return Hop(
