@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.helpers import bearer
 from tests.realtime.conftest import Client, Live
+from tests.realtime.recovering import Recovering
 
 FIELDS = ["text", "author.firstName"]
 
@@ -118,3 +121,64 @@ async def test_paths_in_a_live_filter_or_sort_are_refused(live: Live) -> None:
         assert answer["message"]
     headers = bearer(world["ann_token"])
     assert (await live.api.client.get("/items/messages", headers=headers)).status_code == 200
+
+
+@pytest.fixture
+async def recovering() -> Any:
+    made: list[Recovering] = []
+
+    def make(live: Live) -> Recovering:
+        client = Recovering(live.base_url)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket"])
+async def test_missed_changes_replayed_on_recovery_carry_their_related_items(
+    live: Live, recovering: Any
+) -> None:
+    world = await _setup(live)
+    ann = world["ann"]
+    client = recovering(live)
+    await client.connect(world["ann_token"])
+    query = await client.sio.live_query({"collection": "messages", "fields": FIELDS})
+    await client.drop(stay_away=True)
+    new = await _post(live, text="while away", author_Id=ann["id"])
+    client.gate.set()
+    hello = await client.next_connected()
+    assert hello["recovered"] is True
+    await client.wait(lambda: new["id"] in query.items)
+    assert query.items[new["id"]]["author"] == {"id": ann["id"], "firstName": "Ann"}
+
+
+async def test_when_rights_on_the_related_collection_change_later_events_follow(
+    live: Live,
+) -> None:
+    world = await _setup(live)
+    bob = world["bob"]
+    client = await live.connect(world["ann_token"], "ann")
+    await _subscribe(client, fields=FIELDS)
+    first = await _post(live, text="bob's", author_Id=bob["id"])
+    seen = await client.wait_for("subscription.added")
+    assert seen["item"]["author"] is None  # Bob's record is not hers to read
+    # Every user may now read every user's first name.
+    rules = await live.api.ok(
+        "GET", "/permissions", headers=live.api.admin, params={"role": "user"}
+    )
+    rule = next(r for r in rules["data"] if r["collection"] == "users")
+    await live.api.ok(
+        "PATCH", f"/permissions/{rule['id']}", headers=live.api.admin, json={"conditions": None}
+    )
+    await live.api.ok(
+        "PATCH", f"/items/messages/{first['id']}", headers=live.api.admin, json={"text": "again"}
+    )
+    changed = await client.wait_for("subscription.changed")
+    assert changed["item"] == {
+        "id": first["id"],
+        "text": "again",
+        "author": {"id": bob["id"], "firstName": "Bob"},
+    }
