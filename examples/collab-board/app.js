@@ -59,6 +59,9 @@
     const response = await fetch(path, {
       method,
       headers: sent,
+      // Always the server's current version: an edit must start from it, and a
+      // conflict must show it (the browser's cache would revalidate, but why ask it).
+      cache: 'no-store',
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const payload = await response.json().catch(() => null);

@@ -8,9 +8,10 @@
 // Bob's page and is stored; both faces show on both pages; text from a note never
 // becomes markup. Both edit the same note: Ann saves first, Bob's save (with the
 // ETag his edit started from) is refused with 412 and his page shows the
-// conflict; he overwrites with his text and both pages end with it. When Bob
-// closes his page, his face and cursor leave Ann's (after SOCKET_PRESENCE_GRACE,
-// one second here). Screenshots go to build/screenshots/collab-board-*.png.
+// conflict; he overwrites with his text and both pages end with it. Ann's page
+// goes offline and comes back: it has what was added meanwhile, and both are
+// still on the board. When Bob closes his page, his face and cursor leave Ann's
+// (after SOCKET_PRESENCE_GRACE, one second here). Screenshots go to build/screenshots/collab-board-*.png.
 
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
@@ -213,6 +214,26 @@ test('collab-board: notes, cursors, faces and a conflicting edit between two peo
   assert.equal(resolved.data.text, "bob's version");
   assert.equal(b.patches.at(-1), 200);
   await screenshot(a, 'collab-board-resolved');
+
+  // Ann's connection drops, and Bob adds a note meanwhile. Back online, her page has
+  // it, both faces are on both pages again, and her cursor still reaches Bob.
+  await a.context().setOffline(true);
+  await a.waitForSelector('#status:not([data-state="connected"])', { timeout: 10_000 });
+  await b.fill('#add-form input[name=text]', 'while ann was away');
+  await b.click('#add-form button[type=submit]');
+  await b.waitForSelector('#board .note:has-text("while ann was away")');
+  await a.context().setOffline(false);
+  await connected(a).then(() => a.waitForSelector('#board .note:has-text("while ann was away")'));
+  for (const page of [a, b]) {
+    await eventually(async () => JSON.stringify((await faces(page)).sort()) === JSON.stringify([ann.id, bob.id].sort()), {
+      timeout: 10_000,
+      what: 'the faces of Ann and Bob after the reconnect',
+    });
+  }
+  await pointAt(a, 300, 500);
+  await eventually(async () => (await annsCursor.getAttribute('style'))?.includes('translate(300px, 500px)'), {
+    what: "Ann's cursor on Bob's page after the reconnect",
+  });
 
   // (e) Bob closes his page: after the grace, his face and cursor leave Ann's.
   assert.equal(await a.locator(`#people .person[data-user-id="${bob.id}"]`).count(), 1);
