@@ -522,7 +522,7 @@
   }
 
   async function saveEdit() {
-    if (!editing) return;
+    if (!editing || conflict) return;
     const { id, base } = editing;
     const draft = notes.get(id)?.element.querySelector('textarea.draft')?.value ?? '';
     let etag = editing.etag;
@@ -568,7 +568,10 @@
     $('conflict-theirs').textContent = theirs.data.text ?? '';
     $('conflict-mine').value = mine;
     $('conflict').hidden = false;
-    notes.get(id)?.element.classList.add('conflicted');
+    const element = notes.get(id)?.element;
+    element?.classList.add('conflicted');
+    const draft = element?.querySelector('textarea.draft');
+    if (draft) draft.readOnly = true; // "mine" is edited in the panel now
     $('conflict').scrollIntoView({ block: 'nearest' });
   }
 
