@@ -54,14 +54,6 @@ def _file(example: str, name: str) -> FileResponse:
     return FileResponse(path, media_type=_FILES[name], headers=_NO_CACHE)
 
 
-def _config(services: ServicesDep) -> Response:
-    """Where a page finds the Socket.IO server, which settings may have moved."""
-    settings = services.settings
-    values = {"socketEnabled": settings.SOCKET_ENABLED, "socketPath": settings.SOCKET_PATH}
-    body = b"window.livebaseConfig = " + orjson.dumps(values) + b";\n"
-    return Response(body, media_type="text/javascript; charset=utf-8", headers=_NO_CACHE)
-
-
 def _static_routes(example: str) -> None:
     # Literal paths per example (not a path parameter for the example's name), so
     # that the name never comes from the request either.
@@ -71,7 +63,11 @@ def _static_routes(example: str) -> None:
 
     @router.get(f"/{example}/config.js")
     async def config(services: ServicesDep) -> Response:
-        return _config(services)
+        """Where the page finds the Socket.IO server, which settings may have moved."""
+        settings = services.settings
+        values = {"socketEnabled": settings.SOCKET_ENABLED, "socketPath": settings.SOCKET_PATH}
+        body = b"window.livebaseConfig = " + orjson.dumps(values) + b";\n"
+        return Response(body, media_type="text/javascript; charset=utf-8", headers=_NO_CACHE)
 
     @router.get(f"/{example}/{{name:path}}")
     async def asset(name: str) -> FileResponse:
