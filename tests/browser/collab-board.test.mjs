@@ -8,7 +8,8 @@
 // Bob's page and is stored; both faces show on both pages; text from a note never
 // becomes markup. Both edit the same note: Ann saves first, Bob's save (with the
 // ETag his edit started from) is refused with 412 and his page shows the
-// conflict; he overwrites with his text and both pages end with it. Ann's page
+// conflict; he overwrites with his text and both pages end with it. A move in
+// the middle of an edit is no conflict: the save goes through. Ann's page
 // goes offline and comes back: it has what was added meanwhile, and both are
 // still on the board. When Bob closes his page, his face and cursor leave Ann's
 // (after SOCKET_PRESENCE_GRACE, one second here). Screenshots go to build/screenshots/collab-board-*.png.
@@ -214,6 +215,30 @@ test('collab-board: notes, cursors, faces and a conflicting edit between two peo
   assert.equal(resolved.data.text, "bob's version");
   assert.equal(b.patches.at(-1), 200);
   await screenshot(a, 'collab-board-resolved');
+
+  // A move is no conflict for the text: Bob edits, Ann drags the note meanwhile, and
+  // Bob's save (412: the note changed) goes through again with the new ETag.
+  await b.click(`#board .note[data-id="${noteId}"] .edit`);
+  const draft = b.locator(`#board .note[data-id="${noteId}"] textarea.draft`);
+  await draft.fill('bob again');
+  const grip = await annsNote.locator('.text').boundingBox();
+  await a.mouse.move(grip.x + 20, grip.y + 8);
+  await a.mouse.down();
+  await a.mouse.move(grip.x - 80, grip.y + 58, { steps: 6 });
+  await a.mouse.up();
+  await eventually(
+    async () => (await api.request('GET', `/items/notes/${noteId}`, { token: bobSession.token })).data.x === moved.x - 100,
+    { what: 'the second move stored' },
+  );
+  const patches = b.patches.length;
+  await b.click(`#board .note[data-id="${noteId}"] .save`);
+  for (const page of [a, b]) {
+    await page.waitForSelector(`#board .note[data-id="${noteId}"] .text:text-is("bob again")`, {
+      timeout: APPEARS_WITHIN_MS,
+    });
+  }
+  assert.deepEqual(b.patches.slice(patches), [412, 200]);
+  assert.equal(await b.isVisible('#conflict'), false);
 
   // Ann's connection drops, and Bob adds a note meanwhile. Back online, her page has
   // it, both faces are on both pages again, and her cursor still reaches Bob.
