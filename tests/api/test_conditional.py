@@ -284,3 +284,32 @@ async def test_collections_without_a_change_log_answer_no_version(api: Api) -> N
         f"/items/roles/{key}", headers={**api.admin, "If-None-Match": "*"}
     )
     assert response.status_code == 200 and "ETag" not in response.headers
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "key"),
+    [
+        ("Integer", {"defaultValue": {"type": "AUTOINCREMENT"}}, None),
+        ("BigInt", {}, 2**40),
+        ("String", {}, "Key-With-Case"),
+    ],
+)
+async def test_versions_follow_every_kind_of_key(
+    api: Api, kind: str, extra: dict[str, Any], key: Any
+) -> None:
+    """The version is looked up by the key's text as the triggers log it."""
+    fields = {"id": {"type": kind, "primaryKey": True, **extra}, "label": {"type": "String"}}
+    await api.collection("keyed", fields, timestamps=False)
+    body = {"label": "a"} if key is None else {"id": key, "label": "a"}
+    created = await api.client.post("/items/keyed", headers=api.admin, json=body)
+    assert created.status_code == 201, created.text
+    key = created.json()["data"]["id"]
+    first = created.headers["ETag"]
+    assert first != '"0"'
+    got = await api.client.get(f"/items/keyed/{key}", headers=api.admin)
+    assert got.headers["ETag"] == first
+    headers = {**api.admin, "If-Match": first}
+    updated = await api.client.patch(f"/items/keyed/{key}", headers=headers, json={"label": "b"})
+    assert updated.status_code == 200 and updated.headers["ETag"] not in (first, '"0"')
+    again = await api.client.patch(f"/items/keyed/{key}", headers=headers, json={"label": "c"})
+    assert again.status_code == 412
