@@ -211,3 +211,22 @@ async def test_decimals_are_rounded_to_their_scale_and_bounded(api: Api) -> None
     assert found["totalCount"] == 1
     too_big = await api.client.post("/items/prices", headers=api.admin, json={"amount": 123456})
     assert too_big.status_code == 422
+
+
+async def test_relationships_are_not_written_through_the_schema_itself(api: Api) -> None:
+    relation = {"author": {"type": "M2O", "target": "users", "foreignKey": "author_Id"}}
+    refused = await api.client.request(
+        "POST",
+        "/schemas",
+        headers=api.admin,
+        json={"collectionName": "posts", "schema": {"fields": {}, "relationships": relation}},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "USE_RELATIONSHIPS_ROUTE"
+    await api.collection("posts", {"title": {"type": "String"}})
+    refused = await api.client.request(
+        "PATCH", "/schemas/posts", headers=api.admin, json={"relationships": relation}
+    )
+    assert refused.status_code == 400
+    schema = await api.ok("GET", "/schemas/posts", headers=api.admin)
+    assert "relationships" not in schema["data"]["schema"]

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import IntegrityError
 
@@ -145,3 +145,24 @@ def test_a_loop_writer_sqlite_will_not_configure_leaves_creates_to_the_thread(
         connection.execute("PRAGMA no_such_thing(")
 
     assert sqlite_insert.LoopWriter.open(tmp_path / "broken.db", failing) is None
+
+
+async def test_a_missing_foreign_key_target_is_refused_both_ways(
+    db: Database, loop_writes: bool, sqlite_paths: list[str]
+) -> None:
+    """Foreign keys hold on the lone insert's own connections too (``PRAGMA foreign_keys``)."""
+    meta = MetaData()
+    Table("things", meta, Column("id", Integer, primary_key=True))
+    parts = Table(
+        "parts",
+        meta,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("thing_Id", Integer, ForeignKey("things.id", ondelete="CASCADE")),
+    )
+    async with db.transaction() as conn:
+        await conn.run_sync(parts.create)
+    thing = await db.insert_one(THINGS, {"name": "t"})
+    assert await db.insert_one(parts, {"thing_Id": thing["id"]}) == {"id": 1, "thing_Id": 1}
+    with pytest.raises(IntegrityError, match="FOREIGN KEY"):
+        await db.insert_one(parts, {"thing_Id": 999})
+    assert sqlite_paths == ["loop" if loop_writes else "thread"] * 3

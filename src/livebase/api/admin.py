@@ -42,6 +42,22 @@ async def delete_schema(collection: str, who: Who, services: ServicesDep) -> ORJ
     return ORJSONResponse({"data": {"collectionName": name}})
 
 
+@router.post("/schemas/{collection}/relationships", status_code=201)
+async def create_relationship(
+    collection: str, body: JsonObject, who: Who, services: ServicesDep
+) -> ORJSONResponse:
+    relation = await services.relationships.create(who, collection, body)
+    return ORJSONResponse({"data": relation}, status_code=201)
+
+
+@router.delete("/schemas/{collection}/relationships/{name}")
+async def delete_relationship(
+    collection: str, name: str, who: Who, services: ServicesDep
+) -> ORJSONResponse:
+    deleted = await services.relationships.delete(who, collection, name)
+    return ORJSONResponse({"data": {"collectionName": collection, "name": deleted}})
+
+
 @router.get("/roles")
 async def list_roles(who: Who, services: ServicesDep) -> ORJSONResponse:
     roles = await services.roles.list(who)

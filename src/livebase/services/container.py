@@ -14,6 +14,7 @@ from livebase.services.notifications import NotificationService
 from livebase.services.permissions import PermissionService
 from livebase.services.ratelimit import RateLimiter
 from livebase.services.registry import CollectionRegistry
+from livebase.services.relationships import RelationService
 from livebase.services.relay import ChangeRelay
 from livebase.services.roles import RoleService
 from livebase.services.schemas import SchemaService
@@ -36,6 +37,7 @@ class Services:
     permissions: PermissionService
     items: ItemsService
     schemas: SchemaService
+    relationships: RelationService
     roles: RoleService
     auth: AuthService
     notifications: NotificationService
@@ -74,6 +76,7 @@ def build_services(settings: Settings, secret_key: str) -> Services:
     relay = ChangeRelay(db, registry, events, settings.CHANGE_LOG_RETENTION)
     items = ItemsService(db, registry, permissions, relay, hooks)
     items.set_rules("users", UserRules())
+    schemas = SchemaService(db, registry, permissions, events)
     url = settings.redis_url
     redis = RedisLink(url, settings.SOCKET_REDIS_KEY) if url else None
     return Services(
@@ -84,7 +87,8 @@ def build_services(settings: Settings, secret_key: str) -> Services:
         registry=registry,
         permissions=permissions,
         items=items,
-        schemas=SchemaService(db, registry, permissions, events),
+        schemas=schemas,
+        relationships=RelationService(db, registry, schemas, permissions, events),
         roles=RoleService(db),
         auth=AuthService(
             db,

@@ -20,7 +20,12 @@ _FIELD_KEYS = {
     "type", "allowNull", "unique", "defaultValue", "values", "length", "precision", "scale",
     "validate", "primaryKey", "description", "comment",
 }  # fmt: skip
-_SCHEMA_KEYS = {"name", "timestamps", "realtime", "accountability", "fields", "description"}
+# relationships and junction: written through /schemas/{c}/relationships only
+# (services/relationships.py).
+_SCHEMA_KEYS = {
+    "name", "timestamps", "realtime", "accountability", "fields", "description", "relationships",
+    "junction",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

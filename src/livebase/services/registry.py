@@ -9,6 +9,7 @@ from sqlalchemy import MetaData, select
 from livebase.services.definitions import Definition, parse_definition
 from livebase.services.errors import NotFound, ServiceError
 from livebase.services.patterns import FieldPattern
+from livebase.services.relations import RelationGraph, foreign_keys, stored_relations
 from livebase.storage import system
 from livebase.storage.database import Database
 from livebase.storage.model import Collection
@@ -19,7 +20,8 @@ _log = logging.getLogger("livebase.registry")
 
 def make_collection(name: str, definition: Definition) -> Collection:
     # One MetaData per table, so a changed definition simply replaces the table.
-    table = build_table(name, definition.fields, MetaData())
+    keys, unique_together = foreign_keys(name, definition.raw)
+    table = build_table(name, definition.fields, MetaData(), keys, unique_together)
     return Collection(
         name=name,
         fields=definition.fields,
@@ -45,6 +47,7 @@ class CollectionRegistry:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._user: dict[str, Collection] = {}
+        self._graph = RelationGraph()
         self._warned: set[tuple[str, str, str]] = set()
 
     async def load(self) -> None:
@@ -61,6 +64,7 @@ class CollectionRegistry:
             self._warn_of_unusable_patterns(name, definition)
             loaded[name] = make_collection(name, definition)
         self._user = loaded
+        self._relate()
 
     def _warn_of_unusable_patterns(self, name: str, definition: Definition) -> None:
         # Stored before patterns ran on RE2: the collection stays readable and
@@ -104,9 +108,24 @@ class CollectionRegistry:
 
     def put(self, collection: Collection) -> None:
         self._user[collection.name] = collection
+        self._relate()
 
     def remove(self, name: str) -> None:
         self._user.pop(name, None)
+        self._relate()
+
+    @property
+    def relations(self) -> RelationGraph:
+        """The relations between the collections known now (rebuilt when one changes)."""
+        return self._graph
+
+    def _relate(self) -> None:
+        stored = (
+            relation
+            for collection in self._user.values()
+            for relation in stored_relations(collection.name, collection.definition)
+        )
+        self._graph = RelationGraph(stored)
 
     def taken(self, name: str) -> bool:
         """Whether ``name`` clashes with an existing collection (SQLite ignores case)."""

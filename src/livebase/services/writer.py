@@ -19,11 +19,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from livebase.bounded import BoundedCache
 from livebase.services import filters
 from livebase.services.accountability import Accountability
-from livebase.services.errors import Conflict, Forbidden, NotFound, ServiceError
+from livebase.services.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    ServiceError,
+)
 from livebase.services.events import Action, ChangeEvent
 from livebase.services.operations import Item, Operation
 from livebase.services.permissions import PermissionService, Scope
+from livebase.services.relay import logged
 from livebase.services.rows import row_values
+from livebase.storage import changelog
 from livebase.storage.database import Database, returning_insert
 from livebase.storage.model import Collection
 from livebase.storage.sqlite_insert import RawRead
@@ -81,19 +89,22 @@ class ItemWriter:
         scope: Scope,
         op: Operation,
         then: RawRead | None = None,
-    ) -> tuple[ChangeEvent, list[Any]]:
-        """The create committed with its insert, and the rows of ``then``, a read
-        run in the same trip (:meth:`Database.insert_then_read`)."""
+    ) -> tuple[ChangeEvent, list[Any], int]:
+        """The create committed with its insert, the rows of ``then``, a read
+        run in the same trip (:meth:`Database.insert_then_read`), and the new
+        item's version, read in its transaction (0 for a collection not logged)."""
         assert op.data is not None
         values = row_values(collection, scope, op.data, who, creating=True)
+        version = changelog.newest_own_entry(self._db.dialect) if logged(collection) else None
         try:
-            item, rows = await self._db.insert_then_read(
-                collection.table, values, who.user_id, then
+            item, rows, created = await self._db.insert_then_read(
+                collection.table, values, who.user_id, then, version
             )
         except IntegrityError:
             raise _taken(collection) from None
         key = item[collection.primary_key]
-        return ChangeEvent(collection.name, "create", key, item, None, who.user_id), rows
+        event = ChangeEvent(collection.name, "create", key, item, None, who.user_id)
+        return event, rows, int(created or 0)
 
     # -- any operation, inside a transaction ------------------------------------------
 
@@ -104,9 +115,7 @@ class ItemWriter:
         matches = self.matcher(scope.condition)
         previous = None
         if op.action != "create":
-            previous = await self._locked_row(conn, collection, op.key)
-            if not matches(previous):
-                raise self._refusal(collection, who, op, previous)
+            previous = await self._row_to_change(conn, collection, who, op, matches)
         rules = self.rules.get(collection.name)
         data = op.data
         if rules is not None:
@@ -166,6 +175,49 @@ class ItemWriter:
         if read is None or not self.matcher(read.condition)(row):
             return NotFound(f"item {op.key!r} not found in {collection.name}", "ITEM_NOT_FOUND")
         return Forbidden(f"you may not {op.action} item {op.key!r} of {collection.name}")
+
+    async def _row_to_change(
+        self,
+        conn: AsyncConnection,
+        collection: Collection,
+        who: Accountability,
+        op: Operation,
+        matches: Callable[[Any], bool],
+    ) -> Item:
+        """The row ``op`` updates or deletes, locked, once ``who`` may change it (its
+        permission ``matches`` it) and it is at a version ``op``'s precondition allows."""
+        row = await self._locked_row(conn, collection, op.key)
+        if not matches(row):
+            raise self._refusal(collection, who, op, row)
+        if op.precondition is not None:
+            await self._check_version(conn, collection, who, op, row)
+        return row
+
+    async def _check_version(
+        self,
+        conn: AsyncConnection,
+        collection: Collection,
+        who: Accountability,
+        op: Operation,
+        row: Item,
+    ) -> None:
+        """412 unless ``op``'s precondition allows the item's version.
+
+        The row is locked (:meth:`_locked_row`), so no other change of it can
+        commit between this check and this transaction's commit. The refusal
+        names the current version only to a writer who may read the item.
+        """
+        assert op.precondition is not None
+        version = await changelog.item_version(conn, collection.name, op.key)
+        if op.precondition.allows(version):
+            return
+        read = self._permissions.scope(who, collection, "read")
+        readable = read is not None and self.matcher(read.condition)(row)
+        raise PreconditionFailed(
+            f"item {op.key!r} of {collection.name} changed since the version given"
+            " (If-Match): fetch it again",
+            version if readable else None,
+        )
 
     async def _locked_row(self, conn: AsyncConnection, collection: Collection, key: Any) -> Item:
         table = collection.table

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Insert, Table, event, insert, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
@@ -56,6 +57,14 @@ def async_url(url: str) -> str:
 def returning_insert(table: Table) -> Insert:
     """``INSERT … RETURNING *`` into ``table``, built once: values come as parameters."""
     return insert(table).returning(*table.c)
+
+
+def foreign_key_violated(exc: IntegrityError) -> bool:
+    """Whether a write was refused for a foreign key (rather than a unique value)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is not None:
+        return bool(sqlstate == "23503")  # PostgreSQL's foreign_key_violation
+    return "FOREIGN KEY constraint failed" in str(exc.orig)
 
 
 def _file_of(url: str) -> Path | None:
@@ -196,19 +205,57 @@ class Database:
                     await conn.execute(_POSTGRES_ACTOR, {"actor": actor})
                 yield conn
 
+    @asynccontextmanager
+    async def rebuilding(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction in which a table may be rebuilt (``tables.drop_foreign_key``).
+
+        On SQLite, on a connection of its own whose foreign keys are off for the
+        transaction (the pragma does nothing inside one), so that dropping a
+        table deletes nothing from the tables pointing at it; the foreign keys
+        are checked (``PRAGMA foreign_key_check``) before the commit. On
+        PostgreSQL, a plain transaction.
+        """
+        if not self.is_sqlite:
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            try:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                    if broken:
+                        raise RuntimeError(f"a table rebuild broke foreign keys: {broken[:5]}")
+                except BaseException:
+                    await conn.rollback()
+                    raise
+                await conn.commit()
+            finally:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
+
     async def insert_one(
         self, table: Table, values: dict[str, Any], actor: str | None = None
     ) -> dict[str, Any]:
         """Insert one row in a transaction of its own; the row as stored (RETURNING)."""
-        row, _ = await self.insert_then_read(table, values, actor, None)
+        row, _, _ = await self.insert_then_read(table, values, actor, None)
         return row
 
     async def insert_then_read(
-        self, table: Table, values: dict[str, Any], actor: str | None, then: RawRead | None
-    ) -> tuple[dict[str, Any], list[Any]]:
+        self,
+        table: Table,
+        values: dict[str, Any],
+        actor: str | None,
+        then: RawRead | None,
+        version: str | None = None,
+    ) -> tuple[dict[str, Any], list[Any], Any]:
         """:meth:`insert_one`; on SQLite also ``then``, a read run in the same
         transaction and trip after the insert, whose rows come back with the
-        row (PostgreSQL does not run it: it answers ``[]``).
+        row (PostgreSQL does not run it: it answers ``[]``); on both,
+        ``version``, SQL reading one value in the same transaction after the
+        insert, whose value comes back third (None without it).
 
         On SQLite, in one trip to the SQLite thread, or with ``loop_writes``
         usually on the event loop itself (``storage/sqlite_insert.py`` says
@@ -219,23 +266,25 @@ class Database:
         if not self.is_sqlite:
             async with self.transaction(actor) as conn:
                 result = await conn.execute(returning_insert(table), values)
-                return dict(result.mappings().one()), []
+                row = dict(result.mappings().one())
+                value = await conn.scalar(text(version)) if version is not None else None
+                return row, [], value
         prepared = self._inserts.get_or_make((table, tuple(values)), self._prepare_insert)
         parameters = prepared.parameters(values)
         async with self._write_lock:
             writer = self._open_loop_writer()
-            done = writer.try_insert(prepared, parameters, actor, then) if writer else None
+            done = writer.try_insert(prepared, parameters, actor, then, version) if writer else None
             if done is None:
                 conn = await self._writer()
                 # Connected and valid (see _writer): no I/O behind this property.
                 fairy = conn.sync_connection.connection  # type: ignore[union-attr]
                 done = await insert_in_thread(
-                    fairy.dbapi_connection, prepared, parameters, actor, then
+                    fairy.dbapi_connection, prepared, parameters, actor, then, version
                 )
         if writer is not None and writer.checkpoint_due():
             self._checkpoint_soon()
-        row, rows = done
-        return prepared.item(row), rows
+        row, rows, value = done
+        return prepared.item(row), rows, value
 
     def _prepare_insert(self, key: tuple[Table, tuple[str, ...]]) -> InsertOne:
         table, keys = key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Table
@@ -10,7 +11,17 @@ from sqlalchemy import Table
 from livebase.storage.kinds import DECIMAL_PRECISION, DECIMAL_SCALE, FieldKind
 
 # FieldKind and the Decimal defaults live with the rest of each kind's meaning.
-__all__ = ["DECIMAL_PRECISION", "DECIMAL_SCALE", "Collection", "FieldKind", "FieldSpec"]
+__all__ = [
+    "DECIMAL_PRECISION",
+    "DECIMAL_SCALE",
+    "Collection",
+    "FieldKind",
+    "FieldSpec",
+    "ForeignKey",
+    "OnDelete",
+    "Relation",
+    "RelationKind",
+]
 
 
 @dataclass(frozen=True)
@@ -54,3 +65,91 @@ class Collection:
     @property
     def visible_fields(self) -> tuple[str, ...]:
         return tuple(name for name, spec in self.fields.items() if not spec.hidden)
+
+
+class RelationKind(StrEnum):
+    """BAASIX's relation types."""
+
+    M2O = "M2O"  # many items here point at one item there (a foreign key here)
+    O2M = "O2M"  # one item here, many there pointing at it (the reverse of an M2O)
+    O2O = "O2O"  # a foreign key here that no two items share (or its reverse)
+    M2M = "M2M"  # links in a junction collection
+
+
+class OnDelete(StrEnum):
+    """What deleting the target does to the items pointing at it (the database does it)."""
+
+    CASCADE = "CASCADE"
+    SET_NULL = "SET NULL"
+    RESTRICT = "RESTRICT"
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A field of a table that holds the primary key of an item of ``target`` (the database
+    enforces it, and does ``on_delete`` when that item goes)."""
+
+    field: str
+    target: str
+    target_field: str = "id"
+    on_delete: OnDelete = OnDelete.SET_NULL
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A named way from the items of ``collection`` to related items of ``target``.
+
+    A relation is stored once, on the collection whose table holds its keys:
+    an M2O or O2O on the collection with the foreign key field, an M2M on the
+    collection that asked for it (its junction collection holds the links).
+    Its ``alias``, if any, names the way back from ``target``; that reverse
+    relation is derived (:meth:`reverse`), never stored, so the two cannot
+    disagree.
+
+    ``foreign_key`` is the key field of a to-one link: a field of
+    ``collection`` for a stored M2O/O2O, of ``target`` for a reverse one (an
+    O2M, or the back side of an O2O). For an M2M, ``junction`` is the junction
+    collection, ``junction_source`` its field pointing at ``collection`` and
+    ``junction_target`` the one pointing at ``target``.
+    """
+
+    name: str
+    kind: RelationKind
+    collection: str
+    target: str
+    on_delete: OnDelete = OnDelete.SET_NULL
+    alias: str | None = None
+    foreign_key: str | None = None
+    junction: str | None = None
+    junction_source: str | None = None
+    junction_target: str | None = None
+    reversed: bool = False  # derived from the alias of a relation stored on ``target``
+
+    @property
+    def to_one(self) -> bool:
+        """One related item (an object or null), rather than a list."""
+        return self.kind in (RelationKind.M2O, RelationKind.O2O)
+
+    @property
+    def key_here(self) -> bool:
+        """Whether ``foreign_key`` is a field of ``collection`` (else of ``target``)."""
+        return self.to_one and not self.reversed
+
+    def reverse(self) -> Relation | None:
+        """The relation seen from ``target`` under ``alias``, or None without an alias."""
+        if self.alias is None or self.reversed:
+            return None
+        kind = RelationKind.O2M if self.kind is RelationKind.M2O else self.kind
+        return Relation(
+            name=self.alias,
+            kind=kind,
+            collection=self.target,
+            target=self.collection,
+            on_delete=self.on_delete,
+            alias=self.name,
+            foreign_key=self.foreign_key,
+            junction=self.junction,
+            junction_source=self.junction_target,
+            junction_target=self.junction_source,
+            reversed=True,
+        )
