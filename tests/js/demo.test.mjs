@@ -32,16 +32,21 @@ async function get(base, path) {
   return { response, text: await response.text(), type: response.headers.get('content-type') };
 }
 
+/** A page's index.html names only its own files, all served by livebase: no CDN. */
+async function assertServedLocally(page) {
+  const { response, text, type } = await get(server, page);
+  assert.equal(response.status, 200);
+  assert.equal(type, 'text/html; charset=utf-8');
+  const references = [...text.matchAll(/(?:src|href)="([^"]+)"/g)]
+    .map((match) => match[1])
+    .filter((reference) => !reference.startsWith('data:'));
+  assert.deepEqual(references.sort(), ['app.js', 'config.js', 'style.css', 'vendor/socket.io.min.js']);
+  assert.doesNotMatch(text, /https?:\/\//);
+}
+
 describe('the demo page (DEMO_ENABLED, the default)', () => {
   test('index.html loads its scripts and styles from livebase itself, never from a CDN', async () => {
-    const { response, text, type } = await get(server, PAGE);
-    assert.equal(response.status, 200);
-    assert.equal(type, 'text/html; charset=utf-8');
-    const references = [...text.matchAll(/(?:src|href)="([^"]+)"/g)]
-      .map((match) => match[1])
-      .filter((reference) => !reference.startsWith('data:'));
-    assert.deepEqual(references.sort(), ['app.js', 'config.js', 'style.css', 'vendor/socket.io.min.js']);
-    assert.doesNotMatch(text, /https?:\/\//);
+    await assertServedLocally(PAGE);
   });
 
   test('/examples/live-feed redirects to the page', async () => {
@@ -153,14 +158,7 @@ describe('the collaborative board (DEMO_ENABLED, the default)', () => {
   const BOARD = '/examples/collab-board/';
 
   test('index.html loads its scripts and styles from livebase itself, never from a CDN', async () => {
-    const { response, text, type } = await get(server, BOARD);
-    assert.equal(response.status, 200);
-    assert.equal(type, 'text/html; charset=utf-8');
-    const references = [...text.matchAll(/(?:src|href)="([^"]+)"/g)]
-      .map((match) => match[1])
-      .filter((reference) => !reference.startsWith('data:'));
-    assert.deepEqual(references.sort(), ['app.js', 'config.js', 'style.css', 'vendor/socket.io.min.js']);
-    assert.doesNotMatch(text, /https?:\/\//);
+    await assertServedLocally(BOARD);
   });
 
   test('its vendored client is the live demo\'s, the pinned socket.io-client', async () => {
