@@ -238,3 +238,42 @@ async def test_the_lone_create_path_checks_keys_too(api: Api) -> None:
         "RELATED_ITEM_NOT_FOUND",
     )
     assert services_of(api.app).db is not None
+
+
+async def test_links_alone_and_schema_changes_around_relations(api: Api) -> None:
+    """A body with only links (no timestamps: nothing else to update); PATCH /schemas
+    adding and dropping plain fields of a collection with relations keeps them working."""
+    await api.collection(
+        "posts", {"title": {"type": "String"}, "old": {"type": "String"}}, timestamps=False
+    )
+    await api.collection("tags", {"label": {"type": "String"}})
+    await relate(api, "posts", name="tags", type="M2M", target="tags")
+    await relate(api, "posts", name="author", type="M2O", target="users", onDelete="CASCADE")
+    tag = await api.ok("POST", "/items/tags", 201, headers=api.admin, json={"label": "x"})
+    post = await api.ok("POST", "/items/posts", 201, headers=api.admin, json={"title": "p"})
+    key = post["data"]["id"]
+    again = await api.ok(
+        "PATCH", f"/items/posts/{key}", headers=api.admin, json={"tags": [tag["data"]["id"]]}
+    )
+    assert again["data"]["title"] == "p"
+    assert await links(api, key) == [tag["data"]["id"]]
+    await api.ok(
+        "PATCH",
+        "/schemas/posts",
+        headers=api.admin,
+        json={"fields": {"old": None, "body": {"type": "Text"}}},
+    )
+    _, user = await api.user("ann@example.com")
+    await api.ok(
+        "PATCH",
+        f"/items/posts/{key}",
+        headers=api.admin,
+        json={"body": "b", "author_Id": user["id"]},
+    )
+    refused = await api.client.patch(
+        f"/items/posts/{key}", headers=api.admin, json={"author_Id": MISSING}
+    )
+    assert refused.status_code == 422
+    await api.ok("DELETE", f"/items/users/{user['id']}", headers=api.admin)
+    assert (await api.ok("GET", "/items/posts", headers=api.admin))["data"] == []
+    assert await links(api, key) == []

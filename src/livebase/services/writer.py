@@ -175,9 +175,10 @@ class ItemWriter:
             values = row_values(collection, scope, data, who, creating=False, key=op.key)
             await self._links.check_keys(conn, collection, who, values)
             statement = update(table).where(pk == op.key).values(**values)
-            if returning:
+            # Nothing to set (a body of links only, no timestamps): no UPDATE at all.
+            if values and returning:
                 stored = await _one_row(conn, statement.returning(*table.c))
-            else:
+            elif values:
                 await conn.execute(statement)
             key = op.key
         else:
