@@ -57,7 +57,7 @@ class ItemsService:
         self._relay = relay
         self._hooks = hooks or HookRegistry()
         self._locks = KeyedLocks()
-        self._writer = ItemWriter(db, permissions)
+        self._writer = ItemWriter(db, permissions, registry)
 
     def set_rules(self, collection: str, rules: CollectionRules) -> None:
         self._writer.rules[collection] = rules

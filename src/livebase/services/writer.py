@@ -25,14 +25,17 @@ from livebase.services.errors import (
     NotFound,
     PreconditionFailed,
     ServiceError,
+    ValidationFailed,
 )
 from livebase.services.events import Action, ChangeEvent
+from livebase.services.links import Links, LinkWrite
 from livebase.services.operations import Item, Operation
 from livebase.services.permissions import PermissionService, Scope
+from livebase.services.registry import CollectionRegistry
 from livebase.services.relay import logged
 from livebase.services.rows import row_values
 from livebase.storage import changelog
-from livebase.storage.database import Database, returning_insert
+from livebase.storage.database import Database, foreign_key_violated, returning_insert
 from livebase.storage.model import Collection
 from livebase.storage.sqlite_insert import RawRead
 
@@ -53,9 +56,12 @@ class CollectionRules(Protocol):
 
 
 class ItemWriter:
-    def __init__(self, db: Database, permissions: PermissionService) -> None:
+    def __init__(
+        self, db: Database, permissions: PermissionService, registry: CollectionRegistry
+    ) -> None:
         self._db = db
         self._permissions = permissions
+        self._links = Links(registry, permissions)
         self.rules: dict[str, CollectionRules] = {}
         self._matchers: BoundedCache[filters.Node, Callable[[Any], bool]] = BoundedCache(
             _MATCHER_CACHE
@@ -75,9 +81,12 @@ class ItemWriter:
         Such a create commits with its insert (:meth:`Database.insert_one`,
         one trip on SQLite). A create permission with a condition is checked
         against the stored row, and a system collection's rules run inside
-        the transaction: both take the general path, which can still roll back.
+        the transaction: both take the general path, which can still roll back;
+        so does a create writing a relation (its ids are checked in the transaction).
         """
         if op.action != "create" or not self._db.returning or collection.name in self.rules:
+            return None
+        if op.data is not None and self._links.touches(collection, op.data):
             return None
         scope = self._permissions.require(who, collection, "create")
         return scope if scope.condition == filters.TRUE else None
@@ -100,8 +109,8 @@ class ItemWriter:
             item, rows, created = await self._db.insert_then_read(
                 collection.table, values, who.user_id, then, version
             )
-        except IntegrityError:
-            raise _taken(collection) from None
+        except IntegrityError as exc:
+            raise _refused(collection, exc, "create") from None
         key = item[collection.primary_key]
         event = ChangeEvent(collection.name, "create", key, item, None, who.user_id)
         return event, rows, int(created or 0)
@@ -120,37 +129,10 @@ class ItemWriter:
         data = op.data
         if rules is not None:
             data = await rules.prepare(conn, op.action, data or {}, previous)
-        table = collection.table
-        pk = table.c[collection.primary_key]
-        # With RETURNING (SQLite >= 3.35, PostgreSQL) a write hands back the
-        # stored row itself: one statement instead of a write and a re-read.
-        returning = self._db.returning
-        stored: Item | None = None
         try:
-            if op.action == "create":
-                assert data is not None
-                values = row_values(collection, scope, data, who, creating=True)
-                if returning:
-                    stored = await _one_row(conn, returning_insert(table), values)
-                    key = stored[collection.primary_key]
-                else:
-                    result = await conn.execute(insert(table).values(**values))
-                    inserted = result.inserted_primary_key
-                    key = values.get(collection.primary_key, inserted[0] if inserted else None)
-            elif op.action == "update":
-                assert data is not None
-                values = row_values(collection, scope, data, who, creating=False, key=op.key)
-                statement = update(table).where(pk == op.key).values(**values)
-                if returning:
-                    stored = await _one_row(conn, statement.returning(*table.c))
-                else:
-                    await conn.execute(statement)
-                key = op.key
-            else:
-                await conn.execute(delete(table).where(pk == op.key))
-                key = op.key
-        except IntegrityError:
-            raise _taken(collection) from None
+            key, stored = await self._write(conn, collection, scope, who, op, data)
+        except IntegrityError as exc:
+            raise _refused(collection, exc, op.action) from None
         if op.action == "delete":
             item = previous
         else:
@@ -161,6 +143,53 @@ class ItemWriter:
         if rules is not None:
             await rules.after_write(conn, op.action, item, previous)
         return ChangeEvent(collection.name, op.action, key, item, previous, who.user_id)
+
+    async def _write(
+        self,
+        conn: AsyncConnection,
+        collection: Collection,
+        scope: Scope,
+        who: Accountability,
+        op: Operation,
+        data: Item | None,
+    ) -> tuple[Any, Item | None]:
+        """The write itself, its relations' too: the key and, with RETURNING, the stored row."""
+        table = collection.table
+        pk = table.c[collection.primary_key]
+        # With RETURNING (SQLite >= 3.35, PostgreSQL) a write hands back the
+        # stored row itself: one statement instead of a write and a re-read.
+        returning = self._db.returning
+        stored: Item | None = None
+        links: list[LinkWrite] = []
+        if data is not None:
+            data, links = self._links.split(collection, scope, data)
+        if op.action == "create":
+            assert data is not None
+            values = row_values(collection, scope, data, who, creating=True)
+            await self._links.check_keys(conn, collection, who, values)
+            if returning:
+                stored = await _one_row(conn, returning_insert(table), values)
+                key = stored[collection.primary_key]
+            else:
+                result = await conn.execute(insert(table).values(**values))
+                inserted = result.inserted_primary_key
+                key = values.get(collection.primary_key, inserted[0] if inserted else None)
+        elif op.action == "update":
+            assert data is not None
+            values = row_values(collection, scope, data, who, creating=False, key=op.key)
+            await self._links.check_keys(conn, collection, who, values)
+            statement = update(table).where(pk == op.key).values(**values)
+            # Nothing to set (a body of links only, no timestamps): no UPDATE at all.
+            if values and returning:
+                stored = await _one_row(conn, statement.returning(*table.c))
+            elif values:
+                await conn.execute(statement)
+            key = op.key
+        else:
+            await conn.execute(delete(table).where(pk == op.key))
+            key = op.key
+        await self._links.replace(conn, who, key, links)
+        return key, stored
 
     def _refusal(
         self, collection: Collection, who: Accountability, op: Operation, row: Item
@@ -235,5 +264,18 @@ async def _one_row(conn: AsyncConnection, statement: Any, values: Item | None = 
     return dict(result.mappings().one())
 
 
-def _taken(collection: Collection) -> ServiceError:
-    return Conflict(f"a value of {collection.name} must be unique and is taken")
+def _refused(collection: Collection, exc: IntegrityError, action: Action) -> ServiceError:
+    """What the database refused: a taken unique value, or a foreign key (an item
+    deleted meanwhile; on a delete, an item a RESTRICT relation still points at)."""
+    if not foreign_key_violated(exc):
+        return Conflict(f"a value of {collection.name} must be unique and is taken")
+    if action == "delete":
+        return Conflict(
+            f"items of other collections point at this item of {collection.name} through a "
+            "relation whose onDelete is RESTRICT",
+            "RELATION_RESTRICTED",
+        )
+    return ValidationFailed(
+        f"a relation's key of {collection.name} names an item that no longer exists",
+        "RELATED_ITEM_NOT_FOUND",
+    )
