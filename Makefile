@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 # vendored Socket.IO client, each pinned by its own package-lock.json.
 JS_TESTS := tests/js
 DEMO := examples/live-feed
+# The collaborative board (SPEC §13): plain files too, with the same vendored client.
+BOARD := examples/collab-board
 # The React and Vue examples: Vite projects built into their dist/, which
 # livebase serves at /examples/<name>/ while DEMO_ENABLED.
 REACT := examples/react-live-feed
@@ -65,7 +67,12 @@ $(DEMO)/vendor/socket.io.min.js: $(DEMO)/node_modules/.package-lock.json
 	mkdir -p $(@D)
 	cp $(DEMO)/node_modules/socket.io-client/dist/socket.io.min.js $@
 
-demo-assets: $(DEMO)/vendor/socket.io.min.js
+# The board uses the same pinned package: one lockfile, one version for both pages.
+$(BOARD)/vendor/socket.io.min.js: $(DEMO)/node_modules/.package-lock.json
+	mkdir -p $(@D)
+	cp $(DEMO)/node_modules/socket.io-client/dist/socket.io.min.js $@
+
+demo-assets: $(DEMO)/vendor/socket.io.min.js $(BOARD)/vendor/socket.io.min.js
 
 $(REACT)/node_modules/.package-lock.json: $(REACT)/package-lock.json $(REACT)/package.json
 	cd $(REACT) && $(NPM_CI)
@@ -116,5 +123,5 @@ test: lint typecheck pytest test-js test-browser
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache .hypothesis .import_linter_cache
-	rm -rf $(JS_TESTS)/node_modules $(DEMO)/node_modules $(DEMO)/vendor
+	rm -rf $(JS_TESTS)/node_modules $(DEMO)/node_modules $(DEMO)/vendor $(BOARD)/vendor
 	rm -rf $(REACT)/node_modules $(REACT)/dist $(VUE)/node_modules $(VUE)/dist $(BROWSER_TESTS)/node_modules

@@ -1,8 +1,10 @@
-"""The example clients under /examples/: the built React and Vue apps.
+"""The example clients under /examples/: the built React and Vue apps, and the
+collaborative board's plain files.
 
 Each test points the demo module at a fake source tree in ``tmp_path``: a
-``dist/`` as ``vite build`` leaves it, and a secret next to it that no URL may
-reach. (The vanilla page's routes are covered by tests/js/demo.test.mjs.)
+``dist/`` as ``vite build`` leaves it, the board's files, and secrets next to
+them that no URL may reach. (The live demo page's routes are covered by
+tests/js/demo.test.mjs, the pages themselves by tests/browser/.)
 """
 
 from __future__ import annotations
@@ -16,6 +18,13 @@ from tests.helpers import Api
 
 SECRET = "not for the web"
 BUILT = "/examples/react-live-feed"
+BOARD = "/examples/collab-board"
+BOARD_FILES = {
+    "index.html": "<!doctype html><title>board</title>",
+    "app.js": "console.log('board');",
+    "style.css": ".note {}",
+    "vendor/socket.io.min.js": "/*! Socket.IO */",
+}
 
 
 @pytest.fixture
@@ -30,6 +39,14 @@ def examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "react-live-feed" / "secret.txt").write_text(SECRET)
     (dist / "link.txt").symlink_to(root / "react-live-feed" / "secret.txt")
     (root / "vue-live-feed").mkdir()  # sources, but no build
+    board = root / "collab-board"
+    (board / "vendor").mkdir(parents=True)
+    for name, text in BOARD_FILES.items():
+        (board / name).write_text(text)
+    (board / "package.json").write_text(SECRET)
+    (board / ".gitignore").write_text(SECRET)
+    (board / "vendor" / "notes.txt").write_text(SECRET)
+    (root / "secret.txt").write_text(SECRET)
     monkeypatch.setattr(demo, "EXAMPLES_DIR", root)
     return root
 
@@ -104,8 +121,76 @@ async def test_only_the_known_examples(api: Api, examples: Path) -> None:
         assert SECRET not in response.text
 
 
+async def test_the_board_is_its_four_files_and_config(api: Api, examples: Path) -> None:
+    types = {
+        "index.html": "text/html; charset=utf-8",
+        "app.js": "text/javascript; charset=utf-8",
+        "style.css": "text/css; charset=utf-8",
+        "vendor/socket.io.min.js": "text/javascript; charset=utf-8",
+    }
+    for name, text in BOARD_FILES.items():
+        response = await api.client.get(f"{BOARD}/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"] == types[name], name
+        assert response.headers["cache-control"] == "no-cache", name
+        assert response.text == text, name
+
+    page = await api.client.get(f"{BOARD}/")
+    assert page.text == BOARD_FILES["index.html"]
+    redirect = await api.client.get(BOARD)
+    assert redirect.status_code in {307, 308}
+    assert redirect.headers["location"].endswith(f"{BOARD}/")
+
+    config = await api.client.get(f"{BOARD}/config.js")
+    assert config.status_code == 200
+    assert config.headers["content-type"] == "text/javascript; charset=utf-8"
+    expected = 'window.livebaseConfig = {"socketEnabled":true,"socketPath":"/realtime"};\n'
+    assert config.text == expected
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "package.json",
+        ".gitignore",
+        "vendor/",
+        "vendor/notes.txt",
+        "..%2Fsecret.txt",
+        "%2e%2e/secret.txt",
+        "vendor/..%2F..%2Fsecret.txt",
+        "..%5Csecret.txt",
+        "/etc/passwd",
+        "index.html%00.js",
+    ],
+)
+async def test_nothing_else_of_the_board(api: Api, examples: Path, path: str) -> None:
+    response = await api.client.get(f"{BOARD}/{path}")
+    assert response.status_code == 404, (path, response.text)
+    assert response.json()["error"]["code"] == "NOT_FOUND"
+    assert SECRET not in response.text
+
+
+async def test_the_board_without_its_vendored_client_says_how_to_get_it(
+    api: Api, examples: Path
+) -> None:
+    (examples / "collab-board" / "vendor" / "socket.io.min.js").unlink()
+    response = await api.client.get(f"{BOARD}/vendor/socket.io.min.js")
+    assert response.status_code == 404
+    assert response.json()["error"] == {
+        "message": "the Socket.IO client is not vendored yet: run make demo-assets",
+        "code": "NOT_FOUND",
+    }
+
+
 @pytest.mark.parametrize("settings_overrides", [{"DEMO_ENABLED": False}])
 async def test_demo_disabled_serves_no_example(api: Api, examples: Path) -> None:
-    for path in ["/examples/live-feed/", f"{BUILT}/", f"{BUILT}/assets/index-abc123.js"]:
+    for path in [
+        "/examples/live-feed/",
+        f"{BUILT}/",
+        f"{BUILT}/assets/index-abc123.js",
+        f"{BOARD}/",
+        f"{BOARD}/app.js",
+        f"{BOARD}/config.js",
+    ]:
         response = await api.client.get(path)
         assert response.status_code == 404, path

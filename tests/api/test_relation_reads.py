@@ -333,3 +333,48 @@ async def test_permission_conditions_take_no_paths(api: Api) -> None:
         },
     )
     assert response.status_code == 400, response.text
+
+
+async def test_following_a_relation_takes_its_name_or_key_among_the_readable_fields(
+    api: Api,
+) -> None:
+    w = await world(api)
+    token, _ = await api.user("a@example.com")
+    headers = bearer(token)
+    rule = await api.allow("user", "posts", "read", fields=["title"])
+    await api.allow("user", "authors", "read", fields=["id", "name"])
+    await api.allow("user", "tags", "read", fields=["*"])
+    for fields in ("author.name", "tags.label", "author"):
+        assert await refused(api, "/items/posts", 403, headers, fields=fields) == "FORBIDDEN"
+    assert await refused(api, "/items/posts", 403, headers, sort="author.name") == "FORBIDDEN"
+    await api.ok(
+        "PATCH",
+        f"/permissions/{rule['id']}",
+        headers=api.admin,
+        json={"fields": ["title", "tags", "author_Id"]},
+    )
+    posts = by_title(
+        await read(
+            api, "/items/posts", headers, fields="title,tags.label,author.name,author.company.name"
+        )
+    )
+    assert [t["label"] for t in posts["two"]["tags"]] == ["blue"]
+    # authors' permission names neither company nor company_Id: cut from the author.
+    assert posts["one"]["author"] == {"id": w["ann"]["id"], "name": "Ann"}
+
+
+async def test_a_read_with_related_items_is_never_answered_not_modified(api: Api) -> None:
+    w = await world(api)
+    url = f"/items/posts/{w['p1']['id']}"
+    plain = await api.client.get(url, headers=api.admin)
+    etag = plain.headers["ETag"]
+    again = await api.client.get(url, headers={**api.admin, "If-None-Match": etag})
+    assert again.status_code == 304
+    await api.ok(
+        "PATCH", f"/items/authors/{w['ann']['id']}", headers=api.admin, json={"name": "Annie"}
+    )
+    expanded = await api.client.get(
+        url, headers={**api.admin, "If-None-Match": etag}, params={"fields": "title,author.name"}
+    )
+    assert expanded.status_code == 200
+    assert expanded.json()["data"]["author"]["name"] == "Annie"

@@ -304,35 +304,79 @@ REFUSED = [
     ("posts", {"name": "TITLE", "type": "M2M", "target": "tags"}, 400, "RELATION_NAME_TAKEN"),
     ("posts", {"name": "ref", "type": "M2O", "target": "tags"}, 400, "RELATION_NAME_TAKEN"),
     ("posts", {"name": "author", "type": "M2O", "target": "tags"}, 400, "RELATION_NAME_TAKEN"),
-    ("posts", {"name": "x", "type": "M2O", "target": "tags", "alias": "label"}, 400,
-     "RELATION_NAME_TAKEN"),
-    ("posts", {"name": "x", "type": "M2O", "target": "users", "alias": "email"}, 400,
-     "RELATION_NAME_TAKEN"),
-    ("posts", {"name": "x", "type": "M2O", "target": "users", "alias": "posts"}, 400,
-     "RELATION_NAME_TAKEN"),
-    ("posts", {"name": "x", "type": "M2O", "target": "posts", "alias": "x"}, 400,
-     "RELATION_NAME_TAKEN"),
+    (
+        "posts",
+        {"name": "x", "type": "M2O", "target": "tags", "alias": "label"},
+        400,
+        "RELATION_NAME_TAKEN",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2O", "target": "users", "alias": "email"},
+        400,
+        "RELATION_NAME_TAKEN",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2O", "target": "users", "alias": "posts"},
+        400,
+        "RELATION_NAME_TAKEN",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2O", "target": "posts", "alias": "x"},
+        400,
+        "RELATION_NAME_TAKEN",
+    ),
     ("posts", {"name": "createdAt", "type": "M2M", "target": "tags"}, 400, "RESERVED_NAME"),
-    ("posts", {"name": "x", "type": "M2O", "target": "tags", "onDelete": "NOTHING"}, 400,
-     "INVALID_RELATION"),
-    ("posts", {"name": "x", "type": "M2M", "target": "tags", "onDelete": "CASCADE"}, 400,
-     "INVALID_RELATION"),
-    ("posts", {"name": "x", "type": "M2O", "target": "tags", "through": "j"}, 400,
-     "INVALID_RELATION"),
-    ("posts", {"name": "x", "type": "M2M", "target": "tags", "through": "pg_x"}, 400,
-     "RESERVED_NAME"),
-    ("posts", {"name": "x", "type": "M2M", "target": "tags", "through": "a b"}, 400,
-     "INVALID_NAME"),
-    ("posts", {"name": "x", "type": "M2M", "target": "tags", "through": "tags"}, 409,
-     "COLLECTION_EXISTS"),
+    (
+        "posts",
+        {"name": "x", "type": "M2O", "target": "tags", "onDelete": "NOTHING"},
+        400,
+        "INVALID_RELATION",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2M", "target": "tags", "onDelete": "CASCADE"},
+        400,
+        "INVALID_RELATION",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2O", "target": "tags", "through": "j"},
+        400,
+        "INVALID_RELATION",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2M", "target": "tags", "through": "pg_x"},
+        400,
+        "RESERVED_NAME",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2M", "target": "tags", "through": "a b"},
+        400,
+        "INVALID_NAME",
+    ),
+    (
+        "posts",
+        {"name": "x", "type": "M2M", "target": "tags", "through": "tags"},
+        409,
+        "COLLECTION_EXISTS",
+    ),
     ("posts", {"name": "x", "type": "O2M", "target": "tags"}, 400, "INVALID_RELATION"),
-    ("posts", {"name": "x", "type": "O2M", "target": "users", "alias": "p"}, 400,
-     "SYSTEM_COLLECTION"),
+    (
+        "posts",
+        {"name": "x", "type": "O2M", "target": "users", "alias": "p"},
+        400,
+        "SYSTEM_COLLECTION",
+    ),
     ("users", {"name": "x", "type": "M2O", "target": "posts"}, 400, "SYSTEM_COLLECTION"),
     ("posts", {"name": "x", "type": "M2O", "target": "tags", "extra": 1}, 400, "BAD_REQUEST"),
     ("posts", {"type": "M2O", "target": "tags"}, 400, "INVALID_NAME"),
     ("nope", {"name": "x", "type": "M2O", "target": "tags"}, 404, "COLLECTION_NOT_FOUND"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("collection", "body", "status", "code"), REFUSED)
@@ -401,3 +445,18 @@ async def test_deleting_relations_and_collections_they_join(api: Api) -> None:
     await api.ok("DELETE", "/schemas/tags", headers=api.admin)
     listing = await api.ok("GET", "/schemas", headers=api.admin)
     assert listing["data"] == []
+
+
+async def test_a_collection_related_to_itself_is_dropped_with_its_rows(api: Api) -> None:
+    await api.collection("docs", {"title": {"type": "String"}})
+    await relate(api, "docs", name="parent", type="M2O", target="docs", onDelete="RESTRICT")
+    root = await api.ok("POST", "/items/docs", 201, headers=api.admin, json={"title": "root"})
+    await api.ok(
+        "POST",
+        "/items/docs",
+        201,
+        headers=api.admin,
+        json={"title": "leaf", "parent_Id": root["data"]["id"]},
+    )
+    await api.ok("DELETE", "/schemas/docs", headers=api.admin)
+    assert await database(api, "docs") == {}

@@ -1,4 +1,5 @@
-// The live demo page at /examples/live-feed/: served by livebase when DEMO_ENABLED,
+// The live demo page at /examples/live-feed/ (and the collaborative board's files at
+// /examples/collab-board/): served by livebase when DEMO_ENABLED,
 // with the Socket.IO client vendored from the pinned npm package (no CDN), and the
 // REST calls the page makes. (The page in a real browser is tested elsewhere.)
 
@@ -31,16 +32,21 @@ async function get(base, path) {
   return { response, text: await response.text(), type: response.headers.get('content-type') };
 }
 
+/** A page's index.html names only its own files, all served by livebase: no CDN. */
+async function assertServedLocally(page) {
+  const { response, text, type } = await get(server, page);
+  assert.equal(response.status, 200);
+  assert.equal(type, 'text/html; charset=utf-8');
+  const references = [...text.matchAll(/(?:src|href)="([^"]+)"/g)]
+    .map((match) => match[1])
+    .filter((reference) => !reference.startsWith('data:'));
+  assert.deepEqual(references.sort(), ['app.js', 'config.js', 'style.css', 'vendor/socket.io.min.js']);
+  assert.doesNotMatch(text, /https?:\/\//);
+}
+
 describe('the demo page (DEMO_ENABLED, the default)', () => {
   test('index.html loads its scripts and styles from livebase itself, never from a CDN', async () => {
-    const { response, text, type } = await get(server, PAGE);
-    assert.equal(response.status, 200);
-    assert.equal(type, 'text/html; charset=utf-8');
-    const references = [...text.matchAll(/(?:src|href)="([^"]+)"/g)]
-      .map((match) => match[1])
-      .filter((reference) => !reference.startsWith('data:'));
-    assert.deepEqual(references.sort(), ['app.js', 'config.js', 'style.css', 'vendor/socket.io.min.js']);
-    assert.doesNotMatch(text, /https?:\/\//);
+    await assertServedLocally(PAGE);
   });
 
   test('/examples/live-feed redirects to the page', async () => {
@@ -148,9 +154,35 @@ describe('the demo page (DEMO_ENABLED, the default)', () => {
   });
 });
 
+describe('the collaborative board (DEMO_ENABLED, the default)', () => {
+  const BOARD = '/examples/collab-board/';
+
+  test('index.html loads its scripts and styles from livebase itself, never from a CDN', async () => {
+    await assertServedLocally(BOARD);
+  });
+
+  test('its vendored client is the live demo\'s, the pinned socket.io-client', async () => {
+    const board = await get(server, `${BOARD}vendor/socket.io.min.js`);
+    const feed = await get(server, `${PAGE}vendor/socket.io.min.js`);
+    assert.equal(board.response.status, 200);
+    assert.equal(board.type, 'text/javascript; charset=utf-8');
+    assert.equal(board.text, feed.text);
+  });
+
+  test('config.js tells the page where Socket.IO is', async () => {
+    const { text } = await get(server, `${BOARD}config.js`);
+    assert.equal(text, 'window.livebaseConfig = {"socketEnabled":true,"socketPath":"/realtime"};\n');
+  });
+
+  test('no innerHTML: what people write reaches the page as text', () => {
+    const app = readFileSync(join(REPO, 'examples/collab-board/app.js'), 'utf8');
+    assert.doesNotMatch(app, /\.(?:inner|outer)HTML\s*[+]?=|insertAdjacentHTML\(|document\.write\(/);
+  });
+});
+
 describe('DEMO_ENABLED=false', () => {
   test('no demo page', async () => {
-    for (const path of [PAGE, `${PAGE}app.js`, `${PAGE}config.js`]) {
+    for (const path of [PAGE, `${PAGE}app.js`, `${PAGE}config.js`, '/examples/collab-board/']) {
       const { response } = await get(disabled, path);
       assert.equal(response.status, 404, path);
     }

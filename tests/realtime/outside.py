@@ -29,6 +29,7 @@ import json, sqlite3, sys
 job = json.load(sys.stdin)
 conn = sqlite3.connect(job["path"], isolation_level=None)
 conn.execute("PRAGMA busy_timeout = 10000")
+conn.execute("PRAGMA foreign_keys = ON")  # per connection, as livebase's own (relations)
 for statements in job["transactions"]:
     conn.execute("BEGIN IMMEDIATE")
     for sql, params in statements:

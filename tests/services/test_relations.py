@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from livebase.services.relations import RelationGraph, described, stored_entry, stored_relation
-from livebase.storage.model import OnDelete, Relation, RelationKind
+from livebase.services.relations import (
+    RelationGraph,
+    described,
+    foreign_keys,
+    junction_keys,
+    stored_entry,
+    stored_relation,
+)
+from livebase.storage.model import ForeignKey, OnDelete, Relation, RelationKind
 
 AUTHOR = Relation(
     name="author",
@@ -111,3 +118,28 @@ def test_described_marks_derived_relations() -> None:
 def test_an_unusable_stored_entry_is_refused(entry: object) -> None:
     with pytest.raises(ValueError):
         stored_relation("messages", "a", entry)
+
+
+def test_the_foreign_keys_of_a_schema_come_from_its_relations_and_junction_keys() -> None:
+    messages = {
+        "fields": {"author_Id": {"type": "UUID"}},
+        "relationships": {"author": stored_entry(AUTHOR)},
+    }
+    assert foreign_keys("messages", messages) == (
+        [ForeignKey("author_Id", "users", on_delete=OnDelete.CASCADE)],
+        [],
+    )
+    junction = {
+        "junction": {"posts_id": "posts", "tags_id": "tags"},
+        "fields": {"posts_id": {"type": "UUID"}, "tags_id": {"type": "UUID"}},
+    }
+    assert junction_keys(junction) == {"posts_id": "posts", "tags_id": "tags"}
+    assert foreign_keys("posts_tags_junction", junction) == (
+        [
+            ForeignKey("posts_id", "posts", on_delete=OnDelete.CASCADE),
+            ForeignKey("tags_id", "tags", on_delete=OnDelete.CASCADE),
+        ],
+        [("posts_id", "tags_id")],
+    )
+    # A stored key naming a field the schema lacks is skipped, not a broken table.
+    assert foreign_keys("messages", {**messages, "fields": {}}) == ([], [])

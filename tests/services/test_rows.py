@@ -53,6 +53,8 @@ def test_the_items_module_keeps_its_public_names() -> None:
     assert public == {
         *("read_many", "read_one", "create", "create_many", "update", "update_many"),
         *("delete", "delete_many", "set_rules", "reading", "reach"),
+        # Conditional writes (docs/rest.md): the same, with the item's version.
+        *("read_versioned", "create_versioned", "update_versioned"),
     }
 
 

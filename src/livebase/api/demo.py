@@ -1,11 +1,12 @@
 """The example clients under ``/examples/``, when ``DEMO_ENABLED``.
 
-``/examples/live-feed/``: the live demo page, static files from
-``examples/live-feed`` in the source tree, and nothing else. The page signs in
-and posts through the public REST API and listens over Socket.IO like any
-other client. Its Socket.IO client script is the npm package's
-``dist/socket.io.min.js``, copied into ``vendor/`` by ``make demo-assets``;
-it is served from here, never from a CDN.
+``/examples/live-feed/`` (the live demo page) and ``/examples/collab-board/``
+(the collaborative board, SPEC §13): static files from ``examples/<name>`` in
+the source tree, and nothing else. The pages sign in and write through the
+public REST API and listen over Socket.IO like any other client. Their
+Socket.IO client script is the npm package's ``dist/socket.io.min.js``,
+copied into each page's ``vendor/`` by ``make demo-assets``; it is served
+from here, never from a CDN.
 
 ``/examples/react-live-feed/`` and ``/examples/vue-live-feed/``: the Vite builds
 of the React and Vue examples (``examples/<name>/dist``, made by
@@ -25,7 +26,7 @@ from livebase.api.deps import ServicesDep
 
 # src/livebase/api/demo.py -> the repository's examples/ (present in a source checkout).
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
-DEMO_DIR = EXAMPLES_DIR / "live-feed"
+STATIC_EXAMPLES = {"live-feed": "the live demo", "collab-board": "the collaborative board"}
 BUILT_EXAMPLES = ("react-live-feed", "vue-live-feed")
 VENDORED_CLIENT = "vendor/socket.io.min.js"
 
@@ -41,34 +42,40 @@ _NO_CACHE = {"Cache-Control": "no-cache"}
 router = APIRouter(prefix="/examples", include_in_schema=False)
 
 
-def _file(name: str) -> FileResponse:
-    path = DEMO_DIR / name
+def _file(example: str, name: str) -> FileResponse:
+    """One of the fixed files of a static example; the request only picks among them."""
+    path = EXAMPLES_DIR / example / name
     if name not in _FILES or not path.is_file():
         if name == VENDORED_CLIENT:
             raise HTTPException(
                 404, "the Socket.IO client is not vendored yet: run make demo-assets"
             )
-        raise HTTPException(404, f"no such file in the live demo: {name[:100]!r}")
+        raise HTTPException(404, f"no such file in {STATIC_EXAMPLES[example]}: {name[:100]!r}")
     return FileResponse(path, media_type=_FILES[name], headers=_NO_CACHE)
 
 
-@router.get("/live-feed/")
-async def index() -> FileResponse:
-    return _file("index.html")
+def _static_routes(example: str) -> None:
+    # Literal paths per example (not a path parameter for the example's name), so
+    # that the name never comes from the request either.
+    @router.get(f"/{example}/")
+    async def index() -> FileResponse:
+        return _file(example, "index.html")
+
+    @router.get(f"/{example}/config.js")
+    async def config(services: ServicesDep) -> Response:
+        """Where the page finds the Socket.IO server, which settings may have moved."""
+        settings = services.settings
+        values = {"socketEnabled": settings.SOCKET_ENABLED, "socketPath": settings.SOCKET_PATH}
+        body = b"window.livebaseConfig = " + orjson.dumps(values) + b";\n"
+        return Response(body, media_type="text/javascript; charset=utf-8", headers=_NO_CACHE)
+
+    @router.get(f"/{example}/{{name:path}}")
+    async def asset(name: str) -> FileResponse:
+        return _file(example, name)
 
 
-@router.get("/live-feed/config.js")
-async def config(services: ServicesDep) -> Response:
-    """Where the page finds the Socket.IO server, which settings may have moved."""
-    settings = services.settings
-    values = {"socketEnabled": settings.SOCKET_ENABLED, "socketPath": settings.SOCKET_PATH}
-    body = b"window.livebaseConfig = " + orjson.dumps(values) + b";\n"
-    return Response(body, media_type="text/javascript; charset=utf-8", headers=_NO_CACHE)
-
-
-@router.get("/live-feed/{name:path}")
-async def asset(name: str) -> FileResponse:
-    return _file(name)
+for _example in STATIC_EXAMPLES:
+    _static_routes(_example)
 
 
 def _built_file(example: str, name: str) -> FileResponse:

@@ -10,8 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from livebase.api.responses import error_response
-from livebase.services.errors import ServiceError
+from livebase.api.conditional import etag
+from livebase.api.responses import ORJSONResponse, error_response
+from livebase.services.errors import PreconditionFailed, ServiceError
 
 _log = logging.getLogger("livebase.api")
 
@@ -22,6 +23,7 @@ _HTTP_CODES = {
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
     413: "PAYLOAD_TOO_LARGE",
+    412: "PRECONDITION_FAILED",
     415: "UNSUPPORTED_MEDIA_TYPE",
 }
 
@@ -36,6 +38,11 @@ def _validation_message(error: dict[str, Any]) -> str:
 
 async def _service_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, PreconditionFailed) and exc.version is not None:
+        # The current version, to fetch and merge from (docs/rest.md, "Conditional writes").
+        tag = etag(exc.version)
+        error = {"message": exc.message, "code": exc.code, "etag": tag}
+        return ORJSONResponse({"error": error}, status_code=exc.status, headers={"ETag": tag})
     return error_response(exc.status, exc.message, exc.code)
 
 

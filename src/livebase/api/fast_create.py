@@ -23,6 +23,7 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livebase.api.bodies import read_body, replay
+from livebase.api.conditional import etag
 from livebase.api.responses import ORJSONResponse, error_response
 from livebase.services.errors import ServiceError
 
@@ -51,11 +52,13 @@ class ItemCreateFastPath:
         services = self.state.services
         try:
             who = await services.auth.authenticate(token)
-            item = await services.items.create(collection, values, who)
+            created = await services.items.create_versioned(collection, values, who)
         except ServiceError as exc:
             response = error_response(exc.status, exc.message, exc.code)
         else:
-            response = ORJSONResponse({"data": item}, status_code=201)
+            response = ORJSONResponse({"data": created.item}, status_code=201)
+            if created.version is not None:
+                response.headers["ETag"] = etag(created.version)
         await response(scope, receive, send)
 
 

@@ -22,9 +22,12 @@ def answer(
     Only its key if it was deleted or the writer may not read it; ``matcher``
     compiles the scope's condition (the items service caches them).
     """
-    key_only = {collection.primary_key: event.key}
-    if scope is None or event.action == "delete":
-        return key_only
-    if not matcher(scope.condition)(event.item):
-        return key_only
+    if event.action == "delete" or not readable(scope, event, matcher):
+        return {collection.primary_key: event.key}
+    assert scope is not None
     return {f: event.item.get(f) for f in listing.readable(collection, scope)}
+
+
+def readable(scope: Scope | None, event: ChangeEvent, matcher: Matcher) -> bool:
+    """Whether ``scope``, the writer's read scope, lets it read the item of ``event``."""
+    return scope is not None and matcher(scope.condition)(event.item)

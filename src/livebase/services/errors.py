@@ -43,6 +43,22 @@ class Conflict(ServiceError):
     code = "CONFLICT"
 
 
+class PreconditionFailed(ServiceError):
+    """A conditional write whose item is no longer at a version the writer named.
+
+    ``version``: the item's current version, for the writer to fetch and merge
+    from; None when the writer may not read the item (it is told no more than
+    a refusal would tell it).
+    """
+
+    status = 412
+    code = "PRECONDITION_FAILED"
+
+    def __init__(self, message: str, version: int | None = None) -> None:
+        super().__init__(message)
+        self.version = version
+
+
 class TooLarge(ServiceError):
     status = 413
     code = "PAYLOAD_TOO_LARGE"

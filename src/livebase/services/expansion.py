@@ -34,8 +34,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from livebase.services import filters
-from livebase.services.errors import BadRequest
-from livebase.services.paths import PathError, Reach, relation_of, segments
+from livebase.services.errors import BadRequest, Forbidden
+from livebase.services.paths import PathError, Reach, relation_of, relation_readable, segments
 from livebase.services.permissions import Scope
 from livebase.services.relations import MAX_DEPTH, MAX_RELATED
 from livebase.storage.model import Collection, Relation, RelationKind
@@ -123,7 +123,7 @@ def needed_keys(collection: Collection, hops: Iterable[Hop]) -> list[str]:
 
 
 def split(
-    collection: Collection, reach: Reach | None, requested: list[str] | None
+    collection: Collection, scope: Scope, reach: Reach | None, requested: list[str] | None
 ) -> tuple[list[str] | None, Expansion]:
     """``fields`` as asked: the collection's own fields (its key alone if only
     relations were asked) and the relations to expand. 400 for a bad path."""
@@ -147,6 +147,10 @@ def split(
     if not paths:
         return own, NOTHING
     hops = tuple(_hop(collection, reach, name, rest, depth=1) for name, rest in paths.items())
+    for hop in hops:
+        if not relation_readable(scope, hop.relation):
+            # As for a field named in ``fields`` that the reader may not read.
+            raise Forbidden(f"you may not read relation {hop.name!r} of {collection.name}")
     return own or [collection.primary_key], Expansion(hops)
 
 
@@ -176,7 +180,12 @@ def _hop(source: Collection, reach: Reach | None, name: str, rest: list[str], de
     for entry in own:
         if entry != "*" and entry not in target.kinds:
             raise BadRequest(f"{target.name} has no field or relation {entry!r}", "UNKNOWN_FIELD")
-    children = tuple(_hop(target, reach, n, more, depth + 1) for n, more in deeper.items())
+    children = tuple(
+        child
+        for child in (_hop(target, reach, n, more, depth + 1) for n, more in deeper.items())
+        # A relation the reader may not follow from a related item is cut, like a field.
+        if scope is not None and relation_readable(scope, child.relation)
+    )
     keys_only = not rest
     return Hop(
         relation=relation,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from livebase.services import filters, listing
 from livebase.services.accountability import Accountability
-from livebase.services.answers import answer
+from livebase.services.answers import answer, readable
 from livebase.services.errors import BadRequest, Forbidden, NotFound, ServiceError
 from livebase.services.events import ChangeEvent
 from livebase.services.hooks import HookRegistry
@@ -31,12 +31,16 @@ from livebase.services.permissions import Action as PermissionAction
 from livebase.services.permissions import PermissionService, Scope
 from livebase.services.query import Query
 from livebase.services.registry import CollectionRegistry
-from livebase.services.relay import ChangeRelay
+from livebase.services.relay import ChangeRelay, logged
+from livebase.services.versions import Precondition, Versioned
 from livebase.services.writer import CollectionRules, ItemWriter
+from livebase.storage import changelog
 from livebase.storage.database import Database
 from livebase.storage.model import Collection
 
 __all__ = ["MAX_BULK", "CollectionRules", "Item", "ItemsService"]
+
+_VERSION = "__livebase_version"  # the version's column in a read: field names start with a letter
 
 
 class ItemsService:
@@ -54,7 +58,7 @@ class ItemsService:
         self._relay = relay
         self._hooks = hooks or HookRegistry()
         self._locks = KeyedLocks()
-        self._writer = ItemWriter(db, permissions)
+        self._writer = ItemWriter(db, permissions, registry)
 
     def set_rules(self, collection: str, rules: CollectionRules) -> None:
         self._writer.rules[collection] = rules
@@ -93,36 +97,83 @@ class ItemsService:
     async def read_one(
         self, name: str, raw_key: object, who: Accountability, fields: list[str] | None = None
     ) -> Item:
+        return (await self._read_one(name, raw_key, who, fields, versioned=False)).item
+
+    async def read_versioned(
+        self, name: str, raw_key: object, who: Accountability, fields: list[str] | None = None
+    ) -> Versioned:
+        """:meth:`read_one`, and the item's version (``services/versions.py``), read in
+        the same statement so that both are of one moment; no version for a
+        collection that has none."""
+        return await self._read_one(name, raw_key, who, fields, versioned=True)
+
+    async def _read_one(
+        self,
+        name: str,
+        raw_key: object,
+        who: Accountability,
+        fields: list[str] | None,
+        versioned: bool,
+    ) -> Versioned:
         collection = await self._registry.get(name)
         scope = self._scope(who, collection, "read")
         planned = listing.plan(collection, scope, Query(fields=fields), reach=self.reach(who))
         key = item_key(collection, raw_key)
         table = collection.table
         condition = filters.to_sql(scope.condition, table.c, self._db.dialect)
-        statement = select(*(table.c[f] for f in planned.read)).where(
-            table.c[collection.primary_key] == key, condition
-        )
+        columns: list[Any] = [table.c[f] for f in planned.read]
+        versioned = versioned and logged(collection)
+        if versioned:
+            version = changelog.version_of(self._db.dialect, name, key)
+            columns.append(version.label(_VERSION))
+        statement = select(*columns).where(table.c[collection.primary_key] == key, condition)
         async with self._db.connect() as conn:
             row = (await conn.execute(statement)).mappings().first()
             if row is None:
                 raise NotFound(f"item {raw_key!r} not found in {name}", "ITEM_NOT_FOUND")
             item = dict(row)
+            number = int(item.pop(_VERSION)) if versioned else None
             await planned.expand(conn, self._db.dialect, [item])
-        return item
+        return Versioned(item, number, related=bool(planned.expansion))
 
     # -- writing ---------------------------------------------------------------
 
     async def create(self, name: str, data: object, who: Accountability) -> Item:
-        return (await self._write(name, who, [Operation("create", data=body(data))], bulk=False))[0]
+        return (await self.create_versioned(name, data, who)).item
+
+    async def create_versioned(self, name: str, data: object, who: Accountability) -> Versioned:
+        """:meth:`create`, and the version this create gave the item."""
+        return await self._write_one(name, who, Operation("create", data=body(data)))
 
     async def create_many(self, name: str, items: object, who: Accountability) -> list[Item]:
         ops = [Operation("create", data=body(entry, i)) for i, entry in enumerate(entries(items))]
-        return await self._write(name, who, ops, bulk=True)
+        return (await self._write(name, who, ops, bulk=True))[0]
 
-    async def update(self, name: str, raw_key: object, data: object, who: Accountability) -> Item:
+    async def update(
+        self,
+        name: str,
+        raw_key: object,
+        data: object,
+        who: Accountability,
+        precondition: Precondition | None = None,
+    ) -> Item:
+        """Update an item; with ``precondition``, only if its version is one it allows
+        (:class:`PreconditionFailed`, 412, otherwise: nothing written)."""
+        return (await self.update_versioned(name, raw_key, data, who, precondition)).item
+
+    async def update_versioned(
+        self,
+        name: str,
+        raw_key: object,
+        data: object,
+        who: Accountability,
+        precondition: Precondition | None = None,
+    ) -> Versioned:
+        """:meth:`update`, and the version this update left the item at."""
         collection = await self._registry.get(name)
-        op = Operation("update", key=item_key(collection, raw_key), data=body(data))
-        return (await self._write(name, who, [op], bulk=False))[0]
+        key = item_key(collection, raw_key)
+        op = Operation("update", key=key, data=body(data), precondition=precondition)
+        return await self._write_one(name, who, op)
 
     async def update_many(self, name: str, items: object, who: Accountability) -> list[Item]:
         collection = await self._registry.get(name)
@@ -133,12 +184,19 @@ class ItemsService:
                 raise BadRequest(f"item {index}: needs its {collection.primary_key!r}")
             key = item_key(collection, data[collection.primary_key], index)
             ops.append(Operation("update", key=key, data=data))
-        return await self._write(name, who, ops, bulk=True)
+        return (await self._write(name, who, ops, bulk=True))[0]
 
-    async def delete(self, name: str, raw_key: object, who: Accountability) -> Any:
+    async def delete(
+        self,
+        name: str,
+        raw_key: object,
+        who: Accountability,
+        precondition: Precondition | None = None,
+    ) -> Any:
+        """Delete an item; its key. With ``precondition``, as :meth:`update`."""
         collection = await self._registry.get(name)
-        op = Operation("delete", key=item_key(collection, raw_key))
-        await self._write(name, who, [op], bulk=False)
+        op = Operation("delete", key=item_key(collection, raw_key), precondition=precondition)
+        await self._write_one(name, who, op)
         return op.key
 
     async def delete_many(self, name: str, keys: object, who: Accountability) -> list[Any]:
@@ -149,9 +207,16 @@ class ItemsService:
         await self._write(name, who, ops, bulk=True)
         return [op.key for op in ops]
 
+    async def _write_one(self, name: str, who: Accountability, op: Operation) -> Versioned:
+        items, version = await self._write(name, who, [op], bulk=False)
+        return Versioned(items[0], version)
+
     async def _write(
         self, name: str, who: Accountability, ops: list[Operation], bulk: bool
-    ) -> list[Item]:
+    ) -> tuple[list[Item], int | None]:
+        """Write ``ops`` in one transaction; the items as the writer may see them and,
+        for one item not deleted that the writer may read, the version it now has
+        (read in the transaction, so exactly this write's, whatever commits next)."""
         collection = await self._registry.get(name)
         if collection.read_only:
             raise Forbidden(f"{name} is written through its own routes, not /items")
@@ -163,10 +228,13 @@ class ItemsService:
         async with self._locks.hold(locked):
             events: list[ChangeEvent] = []
             prefetched = None
+            version = None
             alone = None if bulk else writer.lone_create_scope(collection, who, ops[0])
             if alone is not None:
                 then = self._relay.prefetch()
-                event, rows = await writer.create_alone(collection, who, alone, ops[0], then)
+                event, rows, version = await writer.create_alone(
+                    collection, who, alone, ops[0], then
+                )
                 events.append(event)
                 prefetched = rows if then is not None else None
             else:
@@ -179,12 +247,17 @@ class ItemsService:
                                 exc.message = f"item {index}: {exc.message}"
                                 exc.args = (exc.message,)
                             raise
+                    if not bulk and events[0].action != "delete" and logged(collection):
+                        version = await changelog.item_version(conn, name, events[0].key)
             # Still holding the item locks: events about one item leave in commit order.
             await self._relay.flush(prefetched)
             for event in events:
                 self._hooks.after(who, name, f"items.{event.action}", event.item)
         read_scope = self._permissions.scope(who, collection, "read")
-        return [answer(collection, read_scope, event, writer.matcher) for event in events]
+        if version is not None and not readable(read_scope, events[0], writer.matcher):
+            version = None
+        items = [answer(collection, read_scope, event, writer.matcher) for event in events]
+        return items, version
 
     async def _before_hooks(
         self, name: str, who: Accountability, ops: list[Operation]

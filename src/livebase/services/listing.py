@@ -144,7 +144,7 @@ def plan(
     """Check ``query`` against ``scope`` (400 for what is not a field or not allowed,
     403 for a field the scope may not read) and plan its statement. With ``reach``,
     ``fields``, ``filter`` and ``sort`` may hold paths through relations."""
-    own, expansion = split(collection, reach, query.fields)
+    own, expansion = split(collection, scope, reach, query.fields)
     fields = selected_fields(collection, scope, own)
     condition = filters.and_(
         _user_filter(collection, scope, reach, query.filter),

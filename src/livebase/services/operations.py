@@ -7,6 +7,7 @@ from typing import Any
 
 from livebase.services.errors import BadRequest
 from livebase.services.events import Action
+from livebase.services.versions import Precondition
 
 Item = dict[str, Any]
 MAX_BULK = 1000
@@ -14,11 +15,13 @@ MAX_BULK = 1000
 
 @dataclass(frozen=True)
 class Operation:
-    """One item to create (``data``), update (``key`` and ``data``) or delete (``key``)."""
+    """One item to create (``data``), update (``key`` and ``data``) or delete (``key``);
+    an update or delete only if the item's version is one ``precondition`` allows."""
 
     action: Action
     key: Any = None
     data: Item | None = None
+    precondition: Precondition | None = None
 
 
 def body(data: object, index: int | None = None) -> Item:

@@ -92,6 +92,14 @@ def relation_of(
     return found
 
 
+def relation_readable(scope: Scope, relation: Relation) -> bool:
+    """Whether ``scope`` lets its holder follow ``relation``: its name is a field of
+    the read permission (services/links.py counts it as one), or so is its key."""
+    if scope.field_allowed(relation.name):
+        return True
+    return relation.key_here and scope.field_allowed(relation.foreign_key or "")
+
+
 @dataclass(frozen=True)
 class Step:
     relation: Relation  # a to-one relation whose foreign key is on the near side
@@ -134,8 +142,8 @@ def resolve(
                 "relations only"
             )
         assert reach is not None and relation.foreign_key is not None
-        if not source_scope.field_allowed(relation.foreign_key):
-            raise Forbidden(f"you may not read field {relation.foreign_key!r} of {source.name}")
+        if not relation_readable(source_scope, relation):
+            raise Forbidden(f"you may not read relation {name!r} of {source.name}")
         target_scope = reach.scope(target)
         if target_scope is None:
             raise Forbidden(f"you may not read items of {target.name} ({what} {path[:80]!r})")

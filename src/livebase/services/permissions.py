@@ -93,7 +93,9 @@ class PermissionService:
             return None
         if "*" in rule.fields:
             return Scope(fields=None, condition=condition)
-        allowed = frozenset(rule.fields) & frozenset(collection.fields)
+        # A relation's name is a field here (services/links.py; reading expands it).
+        relations = self._registry.relations.of(collection.name)
+        allowed = frozenset(rule.fields) & (frozenset(collection.fields) | frozenset(relations))
         if action != "create":
             # The key names the row read or changed; choosing it is a create
             # field like any other (a taken id would otherwise answer 409).
@@ -210,7 +212,10 @@ class PermissionService:
             fields = [part.strip() for part in fields.split(",") if part.strip()]
         if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
             raise BadRequest('fields must be a list of field names or ["*"]')
-        unknown = [f for f in fields if f != "*" and f not in collection.kinds]
+        relations = self._registry.relations.of(name)
+        unknown = [
+            f for f in fields if f != "*" and f not in collection.kinds and f not in relations
+        ]
         if unknown:
             raise BadRequest(f"unknown field(s) of {name}: {unknown}")
         conditions = body.get("conditions") or None

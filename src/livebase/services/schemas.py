@@ -221,7 +221,9 @@ class SchemaService:
             for junction in [self._registry.peek(r.junction)]
             if junction is not None
         ]
-        async with self._db.transaction() as conn:
+        # Foreign keys off on SQLite, whose DROP TABLE would otherwise delete every row
+        # first, one by one, and be refused by a RESTRICT relation of the table to itself.
+        async with self._db.rebuilding() as conn:
             for dropped in [*junctions, collection]:  # a junction points at its collection
                 await self.drop(conn, dropped)
         for dropped in [*junctions, collection]:

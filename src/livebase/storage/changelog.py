@@ -35,7 +35,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, Integer, column, func, select, table, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from livebase import encoding
@@ -271,6 +271,62 @@ class _SQLiteReader:
 
         self._thread.submit(close)
         self._thread.shutdown(wait=True)
+
+
+# -- an item's version: the id of its newest entry ----------------------------------------
+
+_ITEM_INDEX = {
+    "sqlite": "CREATE INDEX IF NOT EXISTS livebase_changes_item"
+    " ON livebase_changes (collection, item_key, position)",
+    "postgresql": "CREATE INDEX IF NOT EXISTS livebase_changes_item"
+    " ON livebase_changes (collection, item_key, id)",
+}
+# SQLite's position is its row id; PostgreSQL's entries have an id from insertion on.
+_ENTRY_ID = {"sqlite": "position", "postgresql": "id"}
+_changes = table("livebase_changes", column("collection"), column("item_key"))
+# The newest entry of the current transaction's session: a create's own, read right after
+# it (a create is always logged). SQLite's writes are serialised, so its newest entry is
+# the transaction's; PostgreSQL's currval is the session's last id.
+_NEWEST_OWN_ENTRY = {
+    "sqlite": "SELECT max(position) FROM livebase_changes",
+    "postgresql": "SELECT currval('livebase_changes_id_seq')",
+}
+
+
+async def create_item_index(conn: AsyncConnection) -> None:
+    """The index that finds an item's newest entry (a system migration step)."""
+    await conn.exec_driver_sql(_ITEM_INDEX[conn.dialect.name])
+
+
+def version_of(dialect: str, collection: str, key: Any) -> ColumnElement[Any]:
+    """The version of item ``key`` of ``collection``, as a scalar subquery (0 if it has
+    no entry: the log was pruned, or the row predates it).
+
+    An item's version is the id of its newest change log entry, so any committed change
+    of it, whoever wrote it, gives it a new one. Ids are not positions: PostgreSQL gives a
+    position only at commit, an id at the change itself. The ids of one item's entries
+    still grow in commit order, because a writer holds the row's lock (or, for a new
+    key, the unique index's) from its change to its commit.
+    """
+    entry_id = column(_ENTRY_ID[dialect], Integer)
+    newest = (
+        select(func.max(entry_id))
+        .select_from(_changes)
+        .where(_changes.c.collection == collection, _changes.c.item_key == str(key))
+        .scalar_subquery()
+    )
+    return func.coalesce(newest, 0)
+
+
+async def item_version(conn: AsyncConnection, collection: str, key: Any) -> int:
+    """:func:`version_of` as ``conn`` sees it: in a write transaction that holds the
+    item's row lock, exactly the version its commit will leave."""
+    return int(await conn.scalar(select(version_of(conn.dialect.name, collection, key))) or 0)
+
+
+def newest_own_entry(dialect: str) -> str:
+    """SQL reading the id of the entry a create just logged, in its own transaction."""
+    return _NEWEST_OWN_ENTRY[dialect]
 
 
 async def newest_position(conn: AsyncConnection) -> int:

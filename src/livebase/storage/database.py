@@ -240,15 +240,22 @@ class Database:
         self, table: Table, values: dict[str, Any], actor: str | None = None
     ) -> dict[str, Any]:
         """Insert one row in a transaction of its own; the row as stored (RETURNING)."""
-        row, _ = await self.insert_then_read(table, values, actor, None)
+        row, _, _ = await self.insert_then_read(table, values, actor, None)
         return row
 
     async def insert_then_read(
-        self, table: Table, values: dict[str, Any], actor: str | None, then: RawRead | None
-    ) -> tuple[dict[str, Any], list[Any]]:
+        self,
+        table: Table,
+        values: dict[str, Any],
+        actor: str | None,
+        then: RawRead | None,
+        version: str | None = None,
+    ) -> tuple[dict[str, Any], list[Any], Any]:
         """:meth:`insert_one`; on SQLite also ``then``, a read run in the same
         transaction and trip after the insert, whose rows come back with the
-        row (PostgreSQL does not run it: it answers ``[]``).
+        row (PostgreSQL does not run it: it answers ``[]``); on both,
+        ``version``, SQL reading one value in the same transaction after the
+        insert, whose value comes back third (None without it).
 
         On SQLite, in one trip to the SQLite thread, or with ``loop_writes``
         usually on the event loop itself (``storage/sqlite_insert.py`` says
@@ -259,23 +266,25 @@ class Database:
         if not self.is_sqlite:
             async with self.transaction(actor) as conn:
                 result = await conn.execute(returning_insert(table), values)
-                return dict(result.mappings().one()), []
+                row = dict(result.mappings().one())
+                value = await conn.scalar(text(version)) if version is not None else None
+                return row, [], value
         prepared = self._inserts.get_or_make((table, tuple(values)), self._prepare_insert)
         parameters = prepared.parameters(values)
         async with self._write_lock:
             writer = self._open_loop_writer()
-            done = writer.try_insert(prepared, parameters, actor, then) if writer else None
+            done = writer.try_insert(prepared, parameters, actor, then, version) if writer else None
             if done is None:
                 conn = await self._writer()
                 # Connected and valid (see _writer): no I/O behind this property.
                 fairy = conn.sync_connection.connection  # type: ignore[union-attr]
                 done = await insert_in_thread(
-                    fairy.dbapi_connection, prepared, parameters, actor, then
+                    fairy.dbapi_connection, prepared, parameters, actor, then, version
                 )
         if writer is not None and writer.checkpoint_due():
             self._checkpoint_soon()
-        row, rows = done
-        return prepared.item(row), rows
+        row, rows, value = done
+        return prepared.item(row), rows, value
 
     def _prepare_insert(self, key: tuple[Table, tuple[str, ...]]) -> InsertOne:
         table, keys = key

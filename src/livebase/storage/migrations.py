@@ -50,8 +50,17 @@ async def _v3_socket_sessions(conn: AsyncConnection) -> None:
     await socket_sessions.create_table(conn)
 
 
+async def _v4_item_versions(conn: AsyncConnection) -> None:
+    await changelog.create_item_index(conn)
+
+
 Migration = Callable[[AsyncConnection], Awaitable[None]]
-MIGRATIONS: list[Migration] = [_v1_system_tables, _v2_change_log, _v3_socket_sessions]
+MIGRATIONS: list[Migration] = [
+    _v1_system_tables,
+    _v2_change_log,
+    _v3_socket_sessions,
+    _v4_item_versions,
+]
 
 
 MIGRATION_LOCK = AdvisoryLock.MIGRATION

@@ -44,6 +44,8 @@ _log = logging.getLogger("livebase.storage")
 
 # A read in the driver's own SQL and parameters, run in an insert's transaction.
 RawRead = tuple[str, tuple[Any, ...]]
+# What a lone insert hands back: its row, its ``then`` read's rows, its ``version`` read's value.
+Inserted = tuple[Any, list[Any], Any]
 
 CHECKPOINT_EVERY = 500
 LOOP_MAX_BYTES = 64 * 1024
@@ -125,12 +127,16 @@ class LoopWriter:
         parameters: list[Any],
         actor: str | None = None,
         then: RawRead | None = None,
-    ) -> tuple[Any, list[Any]] | None:
-        """The inserted row, committed, and ``then``'s rows; None if the thread should do it."""
+        version: str | None = None,
+    ) -> Inserted | None:
+        """The inserted row, committed, with ``then``'s rows and ``version``'s value
+        (:func:`_insert_committed`); None if the thread should do it."""
         if _text_bytes(parameters) > LOOP_MAX_BYTES:
             return None
         try:
-            done = _insert_committed(self._connection, prepared.sql, parameters, actor, then)
+            done = _insert_committed(
+                self._connection, prepared.sql, parameters, actor, then, version
+            )
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == _SQLITE_BUSY:  # another process writes
                 return None
@@ -157,7 +163,8 @@ async def insert_in_thread(
     parameters: list[Any],
     actor: str | None = None,
     then: RawRead | None = None,
-) -> tuple[Any, list[Any]]:
+    version: str | None = None,
+) -> Inserted:
     """The same insert and commit in one trip to a pooled connection's aiosqlite thread.
 
     ``dbapi_connection`` is SQLAlchemy's adapter (``storage/sqlite.py``) of a
@@ -167,7 +174,7 @@ async def insert_in_thread(
     try:
         async with dbapi_connection._execute_mutex:
             return await connection._execute(  # type: ignore[no-untyped-call,no-any-return]
-                _insert_committed, connection._conn, prepared.sql, parameters, actor, then
+                _insert_committed, connection._conn, prepared.sql, parameters, actor, then, version
             )
     except sqlite3.Error as exc:
         raise prepared.error(exc, parameters) from exc
@@ -182,12 +189,15 @@ def _insert_committed(
     parameters: list[Any],
     actor: str | None,
     then: RawRead | None,
-) -> tuple[Any, list[Any]]:
+    version: str | None = None,
+) -> Inserted:
     """INSERT … RETURNING one row, then ``then`` (a read), then COMMIT; or roll back.
 
     ``actor``: the user its change log entry names, set for the transaction
     only (``storage/capture.py``). ``then``: read in the same trip what the
     insert's triggers wrote (the change log relay's next entries).
+    ``version``: a read of one value in the same transaction (the id of the
+    change log entry the insert wrote: the new item's version).
     """
     cursor = conn.cursor()
     try:
@@ -199,8 +209,9 @@ def _insert_committed(
         if actor is not None:
             cursor.execute(_ACTOR, (None,))
         rows = cursor.execute(*then).fetchall() if then is not None else []
+        value = cursor.execute(version).fetchone()[0] if version is not None else None
         conn.commit()
-        return row, rows
+        return row, rows, value
     except BaseException:
         conn.rollback()
         raise
