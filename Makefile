@@ -72,7 +72,14 @@ $(BOARD)/vendor/socket.io.min.js: $(DEMO)/node_modules/.package-lock.json
 	mkdir -p $(@D)
 	cp $(DEMO)/node_modules/socket.io-client/dist/socket.io.min.js $@
 
-demo-assets: $(DEMO)/vendor/socket.io.min.js $(BOARD)/vendor/socket.io.min.js
+# The inspector at /admin/ (an operator tool, not an example) uses the same pinned client.
+INSPECTOR := src/livebase/api/static/inspector
+$(INSPECTOR)/vendor/socket.io.min.js: $(DEMO)/node_modules/.package-lock.json
+	mkdir -p $(@D)
+	cp $(DEMO)/node_modules/socket.io-client/dist/socket.io.min.js $@
+
+demo-assets: $(DEMO)/vendor/socket.io.min.js $(BOARD)/vendor/socket.io.min.js \
+		$(INSPECTOR)/vendor/socket.io.min.js
 
 $(REACT)/node_modules/.package-lock.json: $(REACT)/package-lock.json $(REACT)/package.json
 	cd $(REACT) && $(NPM_CI)

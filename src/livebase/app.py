@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from livebase import __version__
-from livebase.api import admin, auth, demo, files, health, items, notifications, stats
+from livebase.api import admin, auth, demo, files, health, inspector, items, notifications, stats
 from livebase.api.errors import install_error_handlers
 from livebase.api.fast_create import ItemCreateFastPath
 from livebase.api.limits import BodySizeLimit, JsonBodyGuard
@@ -94,6 +94,8 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(router)
     if settings.DEMO_ENABLED:
         app.include_router(demo.router)
+    if settings.ADMIN_UI_ENABLED:
+        app.include_router(inspector.router)
     mount_routers(app, extensions)
     # Inside the JSON guard and the body-size limit, which are added last and so run first.
     app.add_middleware(ItemCreateFastPath, state=app.state)

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # Serve the live demo page (examples/live-feed) at /examples/live-feed/.
     DEMO_ENABLED: bool = True
+    # Serve the inspector page at /admin/ (administrators log in; docs/operations.md).
+    ADMIN_UI_ENABLED: bool = True
 
     _split = field_validator(
         "SOCKET_CORS_ENABLED_ORIGINS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from livebase.realtime.subscriptions import Subscription
@@ -32,6 +32,7 @@ class Connection:
     # Its broadcasts' token bucket (realtime/broadcasts.py): tokens left, and when.
     broadcast_tokens: float = 0.0
     broadcast_at: float = 0.0
+    connected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def user_id(self) -> str | None:

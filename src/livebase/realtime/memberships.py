@@ -24,6 +24,7 @@ from livebase.realtime.rooms import (
     RoomRefused,
     RoomRules,
     collection_room,
+    is_admin_room,
     user_room,
 )
 from livebase.realtime.router import Envelope
@@ -175,6 +176,10 @@ class Memberships:
                 readable = self._audience.read_scope(connection, room.split(":", 2)[1])
             elif room == PRESENCE:
                 readable = self._audience.read_scope(connection, "users")
+            elif is_admin_room(room):
+                if not connection.who.is_admin:  # the administrators' rooms: role, not scope
+                    self._part(connection, room)
+                continue
             else:
                 continue
             if readable is None:

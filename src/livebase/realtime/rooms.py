@@ -15,6 +15,10 @@ from livebase.services.items import ItemsService
 
 MAX_ROOM_LENGTH = 200
 PRESENCE = "presence"
+# Rooms named admin:... are the server's, for administrators only (extensions'
+# validators never see them); the inspector's is the one there is.
+ADMIN = "admin"
+INSPECTOR_ROOM = "admin:inspector"
 # python-socketio puts every socket in a room named by its id (python-engineio's
 # ``generate_id``: 15 bytes, URL-safe base64). Such names are refused whether or
 # not the socket is connected here: it may be connected to another process of a
@@ -63,6 +67,10 @@ def room_name(raw: object) -> str:
     return raw
 
 
+def is_admin_room(room: str) -> bool:
+    return room.partition(":")[0] == ADMIN
+
+
 def is_socket_id(room: str) -> bool:
     """Whether ``room`` is shaped like a Socket.IO socket id, hence reserved."""
     return _SOCKET_ID.fullmatch(room) is not None
@@ -92,6 +100,11 @@ class RoomRules:
         elif room == PRESENCE:
             if self._audience.read_scope(connection, "users") is None:
                 raise RoomRefused("presence needs read permission on users")
+        elif kind == ADMIN:
+            if not connection.who.is_admin:
+                raise RoomRefused("administrators only")
+            if room != INSPECTOR_ROOM:
+                raise RoomRefused(f"no such administrators' room (there is {INSPECTOR_ROOM!r})")
         else:
             await self._check_custom(connection, room)
 

@@ -41,6 +41,7 @@ from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.realtime.engine import EngineWorkarounds
 from livebase.realtime.event_kinds import event_kinds
 from livebase.realtime.eviction import Eviction
+from livebase.realtime.inspector import MAX_SOCKETS, Inspector
 from livebase.realtime.lifecycle import SocketLifecycle
 from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.memberships import Memberships
@@ -68,6 +69,7 @@ from livebase.realtime.stored_sessions import (
 from livebase.realtime.tasks import TaskSet
 from livebase.realtime.timers import Timers
 from livebase.services.container import Services
+from livebase.services.errors import BadRequest
 from livebase.settings import Settings
 from livebase.storage.socket_sessions import DatabaseSessions
 
@@ -202,6 +204,17 @@ class Realtime:
         self._stats = RealtimeStats(
             self._manager, self.connections, self.delivery, nodes, recovery, live
         )
+        self._inspector = Inspector(
+            self.sio.eio.sockets,
+            self._manager,
+            self.connections,
+            self._stats,
+            services.relay,
+            services.items,
+            tell,
+            _no_answers,
+        )
+        self._tasks.spawn(self._inspector.run())
         self._lifecycle = SocketLifecycle(
             self.sio,
             self._manager,
@@ -267,6 +280,15 @@ class Realtime:
         """Every node's stats and the totals, or None for one process (or Redis away)."""
         return await self._stats.cluster()
 
+    async def sockets(self, limit: int | None = None) -> dict[str, Any]:
+        """Every node's sockets, at most ``limit`` (by default and at most
+        ``inspector.MAX_SOCKETS``; BadRequest past it), with the total."""
+        if limit is None:
+            limit = MAX_SOCKETS
+        if not 1 <= limit <= MAX_SOCKETS:
+            raise BadRequest(f"limit must be a number from 1 to {MAX_SOCKETS}")
+        return await self._inspector.sockets(limit)
+
     async def _heartbeat(self, memberships: Memberships) -> None:
         """Cluster only: say this process is alive, with its stats; drop channels
         nobody here listens to any more."""
@@ -314,3 +336,7 @@ class _Attached:
 
 async def _nothing(connection: Connection) -> None:
     return None
+
+
+async def _no_answers(what: str, body: Any) -> list[tuple[str, Any]]:
+    return []

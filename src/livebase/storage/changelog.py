@@ -64,6 +64,18 @@ class Entry:
     changed_at: datetime
 
 
+@dataclass(frozen=True)
+class Heading:
+    """An entry without its states: what changed, where, by whom and when."""
+
+    position: int
+    collection: str
+    key: str
+    action: str
+    user_id: str | None
+    changed_at: datetime
+
+
 _SQLITE_TABLES = (
     """CREATE TABLE IF NOT EXISTS livebase_changes (
         position INTEGER PRIMARY KEY,
@@ -218,6 +230,23 @@ class ChangeLog:
             ).one()
         return int(row[0] or 0), int(row[1] or 0)
 
+    async def tail(self, after: int, limit: int) -> list[Heading]:
+        """The newest entries after ``after``, at most ``limit`` of them, oldest first,
+        without their states (the inspector's event tail: a burst larger than
+        ``limit`` shows its newest entries)."""
+        async with self._db.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        """SELECT position, collection, item_key, action, user_id, changed_at
+                        FROM livebase_changes WHERE position > :after
+                        ORDER BY position DESC LIMIT :limit"""
+                    ),
+                    {"after": after, "limit": limit},
+                )
+            ).all()
+        return [_heading(row) for row in reversed(rows)]
+
     async def prune(self, before: datetime, published: int, limit: int = 1000) -> int:
         """Delete up to ``limit`` of the oldest entries, if published and older than
         ``before``; how many went. The newest entry always stays (SQLite's next
@@ -348,6 +377,20 @@ def _entry(row: Any) -> Entry:
         action=action,
         new=encoding.loads(new) if new is not None else None,
         old=encoding.loads(old) if old is not None else None,
+        user_id=user_id,
+        changed_at=changed_at.astimezone(UTC),
+    )
+
+
+def _heading(row: Any) -> Heading:
+    position, collection, key, action, user_id, changed_at = row
+    if isinstance(changed_at, str):
+        changed_at = parse_datetime(changed_at)
+    return Heading(
+        position=int(position),
+        collection=collection,
+        key=str(key),
+        action=action,
         user_id=user_id,
         changed_at=changed_at.astimezone(UTC),
     )
