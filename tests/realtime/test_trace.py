@@ -1,0 +1,286 @@
+"""``GET /stats/realtime/trace``: why a user's sockets did (not) get one logged event
+(SPEC §15, docs/operations.md "Delivery trace").
+
+Each outcome and each reason with real sockets against a real server: the
+trace's answer must agree with what the sockets actually received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.helpers import bearer
+from tests.realtime.conftest import TIMEOUT, Client, Live
+from tests.realtime.recovering import Recovering
+from tests.realtime.test_slow_consumer import LONG_HEARTBEAT, Stuck
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.parametrize("transport", ["websocket"]),
+]
+alone = pytest.mark.parametrize("topology", ["alone"])
+
+
+async def _trace(live: Live, offset: Any, user: str, status: int = 200) -> Any:
+    body = await live.api.ok(
+        "GET", "/stats/realtime/trace", status, headers=live.api.admin,
+        params={"offset": str(offset), "user": user},
+    )  # fmt: skip
+    return body["data"] if status == 200 else body
+
+
+async def _notes(live: Live) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``notes`` readable by users, their own only, without ``secret``: (Ann's token,
+    Ann, the read permission)."""
+    fields = {"text": {"type": "String"}, "owner": {"type": "String"}, "secret": {"type": "String"}}
+    await live.api.collection("notes", fields)
+    permission = await live.api.allow(
+        "user", "notes", "read", fields=["text", "owner"],
+        conditions={"owner": {"eq": "$CURRENT_USER"}},
+    )  # fmt: skip
+    token, ann = await live.api.user("ann@example.com")
+    return token, ann, permission
+
+
+async def _write(live: Live, collection: str, **fields: Any) -> int:
+    """Create an item as the administrator; the offset of its log entry."""
+    await live.api.ok(
+        "POST", f"/items/{collection}", 201, headers=live.api.admin, json=fields
+    )
+    return await live.services.relay.log.last_position()
+
+
+def _only(answer: dict[str, Any], client: Client | Recovering) -> dict[str, Any]:
+    sid = client.sio.get_sid("/")
+    found = [s for s in answer["sockets"] if s["sid"] == sid]
+    assert len(found) == 1, answer
+    return found[0]
+
+
+@alone
+async def test_written_with_fields_cut_and_outside_the_read_conditions(live: Live) -> None:
+    token, ann, permission = await _notes(live)
+    client = await live.connect(token, "ann")
+    mine = await _write(live, "notes", text="mine", owner=ann["id"], secret="s")
+    got = await client.wait_for("item.created", lambda p: p["item"]["text"] == "mine")
+    others = await _write(live, "notes", text="bob's", owner="someone else", secret="s")
+    await live.sentinel(client)
+    assert [p["item"]["text"] for p in client.received("item.created")] == ["mine"]
+
+    answer = await _trace(live, mine, ann["id"])
+    assert answer["entry"]["collection"] == "notes" and answer["entry"]["action"] == "create"
+    assert answer["entry"]["offset"] == str(mine) and answer["events"] == ["item.created"]
+    assert answer["note"]
+    socket = _only(answer, client)
+    assert socket["outcome"] == "written", socket
+    # What the permission does not name is cut: the secret, and the bookkeeping dates.
+    assert set(socket["fieldsCut"]) == {"secret", "createdAt", "updatedAt"}
+    assert set(got["item"]) == {"id", "text", "owner"}
+    assert socket["permission"]["id"] == permission["id"]
+    assert "collection:notes" in socket["rooms"]
+    assert socket["node"] == live.realtime.node_id and socket["transport"] == "websocket"
+    assert socket["disconnectedAt"] is None
+
+    socket = _only(await _trace(live, others, ann["id"]), client)
+    assert socket["outcome"] == "not delivered"
+    assert socket["reason"].startswith("item outside the read conditions"), socket
+    assert socket["permission"]["id"] == permission["id"]
+    assert socket["permission"]["conditions"] == {"owner": {"eq": "$CURRENT_USER"}}
+
+
+@alone
+async def test_a_socket_connected_after_the_commit_was_not_connected(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    before = await live.connect(token, "before")
+    offset = await _write(live, "notes", text="early", owner=ann["id"])
+    await before.wait_for("item.created")
+    after = await live.connect(token, "after")
+    await live.sentinel(after)
+    assert after.received("item.created") == []
+
+    answer = await _trace(live, offset, ann["id"])
+    assert len(answer["sockets"]) == 2
+    assert _only(answer, before)["outcome"] == "written"
+    late = _only(answer, after)
+    assert late["outcome"] == "not delivered"
+    assert late["reason"].startswith("not connected: connected after the commit"), late
+
+
+@alone
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_EXCLUDE_COLLECTIONS": "logs"}])
+async def test_collections_it_may_not_read_excluded_or_not_realtime(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    await live.api.collection("secrets", {"text": {"type": "String"}})
+    await live.api.collection("logs", {"line": {"type": "String"}})
+    await live.api.allow("user", "logs", "read", fields=["*"])
+    await live.api.collection("quiet", {"line": {"type": "String"}}, realtime=False)
+    await live.api.allow("user", "quiet", "read", fields=["*"])
+    client = await live.connect(token, "ann")
+    secret = await _write(live, "secrets", text="classified")
+    logged = await _write(live, "logs", line="x")
+    quiet = await _write(live, "quiet", line="x")
+    await live.sentinel(client)
+    assert client.received("item.created") == []
+
+    socket = _only(await _trace(live, secret, ann["id"]), client)
+    assert socket["outcome"] == "not delivered"
+    assert socket["reason"].startswith("not in a room that receives it: collection not readable")
+    assert "role 'user' has no read permission on 'secrets'" in socket["reason"]
+    socket = _only(await _trace(live, logged, ann["id"]), client)
+    assert "SOCKET_EXCLUDE_COLLECTIONS" in socket["reason"], socket
+    socket = _only(await _trace(live, quiet, ann["id"]), client)
+    assert "realtime: false" in socket["reason"], socket
+
+
+@alone
+async def test_a_socket_that_left_the_collection_room(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    client = await live.connect(token, "ann")
+    assert (await client.call("leave", "collection:notes"))["success"] is True
+    offset = await _write(live, "notes", text="gone", owner=ann["id"])
+    await live.sentinel(client)
+    assert client.received("item.created") == []
+
+    socket = _only(await _trace(live, offset, ann["id"]), client)
+    assert socket["outcome"] == "not delivered"
+    assert socket["reason"].startswith("not in a room that receives it: it left collection:notes")
+    assert "left on request" in socket["reason"]
+    assert "collection:notes" not in socket["rooms"]
+    # Joined again: the next event is written, and the trace tells the two apart.
+    assert (await client.call("join", "collection:notes"))["success"] is True
+    again = await _write(live, "notes", text="back", owner=ann["id"])
+    await client.wait_for("item.created")
+    assert _only(await _trace(live, again, ann["id"]), client)["outcome"] == "written"
+    assert _only(await _trace(live, offset, ann["id"]), client)["outcome"] == "not delivered"
+
+
+@alone
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_MAX_QUEUE": 20, **LONG_HEARTBEAT}])
+async def test_a_slow_consumer_dropped_before_the_frame_was_written(live: Live) -> None:
+    await live.api.collection("blobs", {"blob": {"type": "Text"}})
+    await live.api.allow("user", "blobs", "read", fields=["*"])
+    token, ann = await live.api.user("ann@example.com")
+    stuck = await Stuck.connect(live, token)
+    offsets = []
+    try:
+        while stuck.sid in live.realtime.connections.by_sid:
+            assert len(offsets) < 400, "the stuck socket was never dropped"
+            offsets.append(await _write(live, "blobs", blob="x" * 100_000))
+    finally:
+        stuck.abort()
+
+    answer = await _trace(live, offsets[-1], ann["id"])
+    (socket,) = answer["sockets"]
+    assert socket["sid"] == stuck.sid
+    assert socket["outcome"] == "not delivered"
+    assert socket["reason"].startswith("slow consumer disconnected before it was written")
+    assert "slow consumer" in socket["disconnectReason"]
+    (first,) = (await _trace(live, offsets[0], ann["id"]))["sockets"]
+    assert first["outcome"] == "written", first
+
+
+@alone
+async def test_an_event_missed_while_away_and_replayed_by_a_recovery(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    client = Recovering(live.base_url)
+    try:
+        assert (await client.connect(token))["recovered"] is False
+        await client.drop(stay_away=True)
+        offset = await _write(live, "notes", text="missed", owner=ann["id"])
+        client.gate.set()
+        assert (await client.next_connected())["recovered"] is True
+        await client.wait(lambda: client.texts() == ["missed"])
+
+        socket = _only(await _trace(live, offset, ann["id"]), client)
+        assert socket["outcome"] == "replayed", socket
+        assert socket["replay"]["until"] >= offset
+        assert [c["generation"] for c in socket["connections"]] == [0, 1]
+    finally:
+        await client.close()
+
+
+@alone
+async def test_a_refused_recovery(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    client = Recovering(live.base_url)
+    try:
+        await client.connect(token)
+        await client.drop(stay_away=True)
+        offset = await _write(live, "notes", text="missed", owner=ann["id"])
+        client.sio.pid = "x" * 24  # a session this server never gave
+        client.gate.set()
+        assert (await client.next_connected())["recovered"] is False
+
+        socket = _only(await _trace(live, offset, ann["id"]), client)
+        assert socket["outcome"] == "not delivered"
+        assert socket["reason"].startswith("recovery refused: unknown or expired session"), socket
+        assert client.texts() == []
+    finally:
+        await client.close()
+
+
+@alone
+@pytest.mark.parametrize("settings_overrides", [{"CHANGE_LOG_RETENTION": 0.05}])
+async def test_bad_input_is_refused_and_a_pruned_offset_is_not_found(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    offset = await _write(live, "notes", text="one", owner=ann["id"])
+    for query in (
+        {"user": ann["id"]},
+        {"offset": "abc", "user": ann["id"]},
+        {"offset": "-1", "user": ann["id"]},
+        {"offset": "0", "user": ann["id"]},
+        {"offset": "9" * 40, "user": ann["id"]},
+        {"offset": str(offset)},
+        {"offset": str(offset), "user": "nobody"},
+        {"offset": str(offset), "user": "x" * 5000},
+    ):
+        response = await live.api.client.get(
+            "/stats/realtime/trace", params=query, headers=live.api.admin
+        )
+        assert response.status_code == 400, (query, response.text)
+        assert response.json()["error"]["message"]
+    unknown = {"offset": str(offset), "user": "00000000-0000-4000-8000-000000000001"}
+    response = await live.api.client.get(
+        "/stats/realtime/trace", params=unknown, headers=live.api.admin
+    )
+    assert response.status_code == 404
+    asked = {"offset": str(offset), "user": ann["id"]}
+    response = await live.api.client.get(
+        "/stats/realtime/trace", params=asked, headers=bearer(token)
+    )
+    assert response.status_code == 403
+    response = await live.api.client.get("/stats/realtime/trace", params=asked)
+    assert response.status_code == 401
+    never = await _trace(live, offset + 1000, ann["id"], status=404)
+    assert "not in the change log" in never["error"]["message"]
+
+    await _write(live, "notes", text="two", owner=ann["id"])  # pruning keeps the newest
+    await asyncio.sleep(0.2)  # older than the retention, and the relay's cursor saved
+    assert await live.services.relay.prune() >= 1
+    pruned = await _trace(live, offset, ann["id"], status=404)
+    assert "not in the change log" in pruned["error"]["message"]
+
+
+@pytest.mark.parametrize("topology", ["cluster"])
+async def test_a_users_sockets_on_two_nodes_are_both_reported(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    here = await live.connect(token, "node-b")
+    there = Client("node-a")
+    live.clients.append(there)
+    await there.sio.connect(
+        str(live.api.client.base_url), socketio_path="/realtime", transports=["websocket"],
+        auth={"token": token}, wait_timeout=TIMEOUT,
+    )  # fmt: skip
+    await there.wait_for("connected")
+    offset = await _write(live, "notes", text="both", owner=ann["id"])
+    await here.wait_for("item.created")
+    await there.wait_for("item.created")
+
+    answer = await _trace(live, offset, ann["id"])
+    assert answer["nodes"]["clustered"] is True and answer["nodes"]["asked"] == 2
+    b, a = _only(answer, here), _only(answer, there)
+    assert b["node"] == live.realtime.node_id and a["node"] == live.writer.node_id
+    assert b["outcome"] == a["outcome"] == "written"
