@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from livebase.realtime.history import TRAIL_EVENTS
 from tests.helpers import bearer
 from tests.realtime.conftest import TIMEOUT, Client, Live
 from tests.realtime.recovering import Recovering
@@ -180,6 +181,49 @@ async def test_a_slow_consumer_dropped_before_the_frame_was_written(live: Live) 
     assert "slow consumer" in socket["disconnectReason"]
     (first,) = (await _trace(live, offsets[0], ann["id"]))["sockets"]
     assert first["outcome"] == "written", first
+
+
+@alone
+@pytest.mark.parametrize(
+    "settings_overrides", [{"SOCKET_MAX_QUEUE_BYTES": 1 << 30, **LONG_HEARTBEAT}]
+)
+async def test_a_frame_still_in_the_queue_of_a_socket_that_does_not_read(live: Live) -> None:
+    await live.api.collection("blobs", {"blob": {"type": "Text"}})
+    await live.api.allow("user", "blobs", "read", fields=["*"])
+    token, ann = await live.api.user("ann@example.com")
+    stuck = await Stuck.connect(live, token)
+    session = live.realtime.sio.eio.sockets[stuck.eio_sid]
+    offsets = []
+    try:
+        while not session.queue.qsize():  # the transport is full: the next ones queue
+            assert len(offsets) < 400, "nothing was ever queued"
+            offsets.append(await _write(live, "blobs", blob="x" * 100_000))
+        (socket,) = (await _trace(live, offsets[-1], ann["id"]))["sockets"]
+        assert socket["outcome"] == "queued", socket
+        (socket,) = (await _trace(live, offsets[0], ann["id"]))["sockets"]
+        assert socket["outcome"] == "written", socket
+    finally:
+        stuck.abort()
+
+
+@alone
+async def test_history_past_its_bound_is_unknown_not_guessed(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    client = await live.connect(token, "ann")
+    offset = await _write(live, "notes", text="early", owner=ann["id"])
+    await client.wait_for("item.created")
+    for n in range(TRAIL_EVENTS // 2 + 1):  # each a join and a leave
+        await _write(live, "notes", text=f"n{n}", owner="someone else")
+        assert (await client.call("join", "lobby"))["success"] is True
+        assert (await client.call("leave", "lobby"))["success"] is True
+    socket = _only(await _trace(live, offset, ann["id"]), client)
+    assert socket["outcome"] == "unknown", socket
+    assert "forgotten" in socket["reason"]
+    assert len(socket["connections"][0]["changes"]) == TRAIL_EVENTS
+    # Recent enough, it is known.
+    recent = await _write(live, "notes", text="late", owner=ann["id"])
+    await client.wait_for("item.created", lambda p: p["item"]["text"] == "late")
+    assert _only(await _trace(live, recent, ann["id"]), client)["outcome"] == "written"
 
 
 @alone
