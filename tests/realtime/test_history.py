@@ -27,7 +27,7 @@ def test_gone_sockets_are_capped_oldest_forgotten_first(monkeypatch: pytest.Monk
         connection = _connection(n)
         book.connected(connection)
         book.disconnected(connection, "client disconnect")
-    assert book.sizes() == {"connected": 0, "gone": 5}
+    assert book.sizes()["gone"] == 5 and book.sizes()["connected"] == 0
     kept = [t["sid"] for t in book.of_user("u1", {}, lambda sid: False)]
     assert kept == [f"sid-{n}" for n in range(45, 50)]
 
@@ -59,3 +59,15 @@ def test_refused_recoveries_waiting_for_their_socket_are_capped() -> None:
     for n in range(3 * history.REFUSALS):
         book.refused(f"eio-{n}", "unknown or expired session")
     assert len(book._refusals) == history.REFUSALS
+
+
+def test_gone_sockets_are_capped_in_bytes_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "GONE_BYTES", 100_000)
+    book = _book()
+    for n in range(200):
+        connection = _connection(n)
+        connection.rooms = {f"room-{r}-" + "x" * 190 for r in range(128)}  # the most it may
+        book.connected(connection)
+        book.disconnected(connection, "client disconnect")
+    sizes = book.sizes()
+    assert 0 < sizes["gone"] < 10 and sizes["goneBytes"] <= 100_000

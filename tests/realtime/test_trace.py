@@ -48,9 +48,7 @@ async def _notes(live: Live) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 async def _write(live: Live, collection: str, **fields: Any) -> int:
     """Create an item as the administrator; the offset of its log entry."""
-    await live.api.ok(
-        "POST", f"/items/{collection}", 201, headers=live.api.admin, json=fields
-    )
+    await live.api.ok("POST", f"/items/{collection}", 201, headers=live.api.admin, json=fields)
     return await live.services.relay.log.last_position()
 
 

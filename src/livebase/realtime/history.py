@@ -35,7 +35,8 @@ from livebase.realtime.offsets import Progress
 from livebase.realtime.rooms import collection_room
 
 TRAIL_EVENTS = 32  # room and role changes kept per socket
-GONE_SOCKETS = 10_000  # sockets remembered after they went, per process
+GONE_SOCKETS = 10_000  # sockets remembered after they went, per process ...
+GONE_BYTES = 16 * 1024 * 1024  # ... and the memory they may hold together, about
 REFUSALS = 1_000  # refused recoveries kept until their new socket is in
 
 # The trailing offset of an event packet (``42["item.created",{...},"17"]``).
@@ -61,6 +62,7 @@ class Trail:
         "recovered",
         "refused",
         "sid",
+        "size",
         "slow",
         "transport",
         "who",
@@ -82,6 +84,7 @@ class Trail:
         self.evicted: str | None = None  # why the server disconnected it
         self.slow: dict[str, Any] | None = None  # a slow-consumer drop
         self.gone: dict[str, Any] | None = None  # its disconnect, once it went
+        self.size = 0  # about the bytes it holds, once gone
 
     def add(self, mark: int, kind: str, subject: str, detail: str) -> None:
         if len(self.events) >= TRAIL_EVENTS:
@@ -99,6 +102,7 @@ class SocketHistory:
         self._live: dict[str, Trail] = {}
         # By (sid, generation): a session recovered here is a new trail of the same socket.
         self._gone: OrderedDict[tuple[str, int], Trail] = OrderedDict()
+        self._gone_bytes = 0
         self._refusals: OrderedDict[str, str] = OrderedDict()  # eio_sid -> reason
 
     @property
@@ -179,23 +183,28 @@ class SocketHistory:
         transport = self._transport(connection.eio_sid)
         if transport is not None:
             trail.transport = transport
+        trail.size = _footprint(trail)
+        self._gone_bytes += trail.size
         self._gone[(connection.sid, trail.generation)] = trail
         self._forget_old()
 
     def _forget_old(self) -> None:
         """At most :data:`GONE_SOCKETS` gone sockets, none older than the log's retention."""
         gone = self._gone
-        while len(gone) > GONE_SOCKETS:
-            gone.popitem(last=False)
         too_old = time.time() - self._retention
         while gone:
             oldest = next(iter(gone.values()))
-            if oldest.gone is None or oldest.gone["at"] >= too_old:
+            fits = len(gone) <= GONE_SOCKETS and self._gone_bytes <= GONE_BYTES
+            if fits and oldest.gone is not None and oldest.gone["at"] >= too_old:
                 break
-            gone.popitem(last=False)
+            self._gone_bytes -= gone.popitem(last=False)[1].size
 
     def sizes(self) -> dict[str, int]:
-        return {"connected": len(self._live), "gone": len(self._gone)}
+        return {
+            "connected": len(self._live),
+            "gone": len(self._gone),
+            "goneBytes": self._gone_bytes,
+        }
 
     # -- reading -----------------------------------------------------------------------
 
@@ -244,6 +253,13 @@ def _as_data(trail: Trail) -> dict[str, Any]:
         "slow": trail.slow,
         "gone": trail.gone,
     }
+
+
+def _footprint(trail: Trail) -> int:
+    """About the bytes a gone socket's trail holds (objects, strings and their headers)."""
+    rooms = trail.gone["rooms"] if trail.gone is not None else ()
+    events = sum(200 + len(e[3]) + len(e[4]) for e in trail.events)
+    return 1_000 + sum(60 + len(room) for room in rooms) + events
 
 
 def _rooms_of(connection: Connection) -> list[str]:
