@@ -23,7 +23,6 @@ changes no room costs one small object.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections import OrderedDict
@@ -58,7 +57,6 @@ class Trail:
         "evicted",
         "generation",
         "gone",
-        "pid_hash",
         "recovered",
         "refused",
         "sid",
@@ -72,7 +70,6 @@ class Trail:
         self.sid = connection.sid
         self.who = connection.who
         self.generation = connection.generation
-        self.pid_hash = _pid_hash(connection.pid)
         self.connected_at = time.time()
         self.connected_mark = mark
         self.transport = transport
@@ -242,7 +239,6 @@ def _as_data(trail: Trail) -> dict[str, Any]:
         "role": trail.who.role,
         "sessionId": trail.who.session_id,
         "generation": trail.generation,
-        "session": trail.pid_hash,
         "transport": trail.transport,
         "connectedAt": trail.connected_at,
         "connectedMark": trail.connected_mark,
@@ -265,13 +261,6 @@ def _footprint(trail: Trail) -> int:
 def _rooms_of(connection: Connection) -> list[str]:
     rooms = {collection_room(c) for c in connection.collections} | connection.rooms
     return sorted(rooms)
-
-
-def _pid_hash(pid: str | None) -> str | None:
-    """Which session a socket had, without keeping its secret (the pid) here."""
-    if pid is None:
-        return None
-    return hashlib.sha256(pid.encode()).hexdigest()[:16]
 
 
 def _written_before(packet: Any, tagged: bool) -> int | None:

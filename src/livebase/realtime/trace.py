@@ -315,9 +315,11 @@ def _alive_after(trail: dict[str, Any], position: int, committed: float) -> bool
 
 def _connected_at(trail: dict[str, Any], position: int) -> bool:
     """Whether the socket was in when ``position`` was handled: connected before it
-    (events up to its start were not its own), and gone after it."""
-    gone = trail["gone"]
-    return trail["connectedMark"] < position and (gone is None or gone["mark"] >= position)
+    (events up to its start, or up to where its replay reached, were not live
+    events of its own), and gone after it."""
+    gone, recovered = trail["gone"], trail["recovered"]
+    start = max(trail["connectedMark"], recovered["until"] if recovered else 0)
+    return start < position and (gone is None or gone["mark"] >= position)
 
 
 def _replayed(trail: dict[str, Any], position: int) -> bool:
