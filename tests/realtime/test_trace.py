@@ -157,6 +157,30 @@ async def test_a_socket_that_left_the_collection_room(live: Live) -> None:
 
 
 @alone
+async def test_permissions_changed_since_the_commit_are_said_not_guessed(live: Live) -> None:
+    token, ann, permission = await _notes(live)
+    client = await live.connect(token, "ann")
+    before = await _write(live, "notes", text="before", owner=ann["id"])
+    await client.wait_for("item.created")
+    await live.api.ok("DELETE", f"/permissions/{permission['id']}", headers=live.api.admin)
+    after = await _write(live, "notes", text="after", owner=ann["id"])
+    await live.sentinel(client)
+    assert len(client.received("item.created")) == 1
+
+    answer = await _trace(live, after, ann["id"])
+    socket = _only(answer, client)
+    assert socket["outcome"] == "not delivered"
+    assert "it left collection:notes (its role 'user' lost read on it)" in socket["reason"]
+    # Today's rules would say "not readable": the trace does not pretend to know.
+    answer = await _trace(live, before, ann["id"])
+    assert [c["role"] for c in answer["permissionsChangedSince"]] == ["user"]
+    socket = _only(answer, client)
+    assert socket["outcome"] == "unknown", socket
+    assert socket["reason"].startswith("the permissions of role 'user' changed since")
+    assert "collection:notes" in socket["rooms"]
+
+
+@alone
 @pytest.mark.parametrize("settings_overrides", [{"SOCKET_MAX_QUEUE": 20, **LONG_HEARTBEAT}])
 async def test_a_slow_consumer_dropped_before_the_frame_was_written(live: Live) -> None:
     await live.api.collection("blobs", {"blob": {"type": "Text"}})

@@ -78,6 +78,7 @@ class LiveAuthorization:
             self._eviction.drop(connection.sid, "session revoked (logged out)")
 
     async def permissions_changed(self, event: PermissionsChanged) -> None:
+        self._history.permissions_changed(event.role)
         self._audience.forget_views()
         affected = self._connections.of_role(event.role)
         for connection in affected:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +37,7 @@ TRAIL_EVENTS = 32  # room and role changes kept per socket
 GONE_SOCKETS = 10_000  # sockets remembered after they went, per process ...
 GONE_BYTES = 16 * 1024 * 1024  # ... and the memory they may hold together, about
 REFUSALS = 1_000  # refused recoveries kept until their new socket is in
+RULE_CHANGES = 1_000  # changes of a role's permissions remembered
 
 # The trailing offset of an event packet (``42["item.created",{...},"17"]``).
 _PACKET_OFFSET = re.compile(r',"(\d{1,18})"\]$')
@@ -101,6 +102,8 @@ class SocketHistory:
         self._gone: OrderedDict[tuple[str, int], Trail] = OrderedDict()
         self._gone_bytes = 0
         self._refusals: OrderedDict[str, str] = OrderedDict()  # eio_sid -> reason
+        # (mark, when, role): the trace applies today's rules, and says when they changed.
+        self._rule_changes: deque[tuple[int, float, str | None]] = deque(maxlen=RULE_CHANGES)
 
     @property
     def _mark(self) -> int:
@@ -136,6 +139,14 @@ class SocketHistory:
         trail = self._live.get(sid)
         if trail is not None:
             trail.add(self._mark, "role", old, new)
+
+    def permissions_changed(self, role: str | None) -> None:
+        self._rule_changes.append((self._mark, time.time(), role))
+
+    def rules_changed_since(self, position: int) -> list[tuple[int, float, str | None]]:
+        """The changes of permissions handled here from ``position`` on (the newest
+        :data:`RULE_CHANGES`)."""
+        return [change for change in self._rule_changes if change[0] >= position]
 
     def evicted(self, sid: str, reason: str) -> None:
         trail = self._live.get(sid)

@@ -117,6 +117,10 @@ class DeliveryTrace:
                 "clustered": self._manager.clustered,
             },
             "note": NOTE,
+            "permissionsChangedSince": [
+                {"role": role, "at": _iso(when), "offset": str(mark)}
+                for mark, when, role in self._history.rules_changed_since(position)
+            ],
             "bounds": {"eventsPerSocket": TRAIL_EVENTS},
         }
 
@@ -191,7 +195,7 @@ class DeliveryTrace:
             }
         rooms, role = state
         connection = _connection(trail, rooms, role)
-        verdict = self._route(event, connection, trail, position)
+        verdict = self._caveat(self._route(event, connection, trail, position), role, position)
         verdict.update(rooms=sorted(rooms), role=role)
         if "envelope" not in verdict:
             return verdict
@@ -207,6 +211,7 @@ class DeliveryTrace:
             return {"outcome": UNKNOWN, "reason": "its history since the recovery is forgotten"}
         rooms, role = state
         verdict = self._route(event, _connection(trail, rooms, role), trail, start)
+        verdict = self._caveat(verdict, role, start)
         verdict.update(rooms=sorted(rooms), role=role)
         if "envelope" in verdict:
             del verdict["envelope"]
@@ -215,6 +220,20 @@ class DeliveryTrace:
             verdict["replay"] = {"offset": str(recovered["offset"]), "until": recovered["until"]}
         else:
             verdict["reason"] = f"missed while disconnected, and not replayed: {verdict['reason']}"
+        return verdict
+
+    def _caveat(self, verdict: dict[str, Any], role: str, position: int) -> dict[str, Any]:
+        """A permission kept the event out by today's rules, but the role's rules changed
+        since ``position``: what applied then is not known, so the outcome is not either."""
+        if not verdict.pop("byPermission", False):
+            return verdict
+        changed = [c for c in self._history.rules_changed_since(position) if c[2] in (role, None)]
+        if changed:
+            verdict["outcome"] = UNKNOWN
+            verdict["reason"] = (
+                f"the permissions of role {role!r} changed since (at {_iso(changed[0][1])}); "
+                f"by today's: {verdict['reason']}"
+            )
         return verdict
 
     # -- the router's rules, for one socket -------------------------------------------------
@@ -234,6 +253,7 @@ class DeliveryTrace:
                     "not readable: its role may not read this file (read permission on "
                     "files, its conditions) and it did not upload it",
                     rule,
+                    by_permission=True,
                 )
             cut = [f for f in FILE_EVENT_FIELDS if f not in found.payload["file"]]
             return {"envelope": found, "fieldsCut": cut}
@@ -253,18 +273,22 @@ class DeliveryTrace:
         readable = self._audience.read_scope(connection, name)
         rule = self._permissions.rule(connection.role, name, "read")
         if not self._router.listens(connection, event):
-            why = self._not_listening(connection, name, trail, position, readable is not None)
-            return _excluded(f"not in a room that receives it: {why}")
+            why, by_permission = self._not_listening(
+                connection, name, trail, position, readable is not None
+            )
+            return _excluded(f"not in a room that receives it: {why}", by_permission=by_permission)
         if readable is None:
             return _excluded(
                 f"collection not readable: its role {connection.role!r} has no read "
-                f"permission on {name!r}"
+                f"permission on {name!r}",
+                by_permission=True,
             )
         found = self._router.change_for(connection, event)
         if found is None:
             return _excluded(
                 f"item outside the read conditions of its role {connection.role!r} on {name!r}",
                 rule,
+                by_permission=True,
             )
         item = found.payload["item"]
         collection = self._registry.peek(name)
@@ -285,23 +309,24 @@ class DeliveryTrace:
         trail: dict[str, Any],
         position: int,
         readable: bool,
-    ) -> str:
+    ) -> tuple[str, bool]:
+        """Why the socket was not in the collection's room; whether that is a permission."""
         room = collection_room(name)
+        left = [e for e in trail["events"] if e[0] < position and e[2] == "leave" and e[3] == room]
+        if left:
+            _mark, when, _, _, why = left[-1]
+            return f"it left {room} ({why or 'left'}) at {_iso(when)}", False
         if not readable:
             return (
                 f"collection not readable: its role {connection.role!r} has no read "
                 f"permission on {name!r}, so it is not in {room}"
-            )
-        left = [e for e in trail["events"] if e[0] < position and e[2] == "leave" and e[3] == room]
-        if left:
-            _mark, when, _, _, why = left[-1]
-            return f"it left {room} ({why or 'left'}) at {_iso(when)}"
+            ), True
         if not self._auto_join:
             return (
                 f"SOCKET_AUTO_JOIN_COLLECTIONS is false and it had not joined {room} "
                 f"(nor {item_room(name, '<id>')})"
-            )
-        return f"it was not in {room}"
+            ), False
+        return f"it was not in {room}", False
 
 
 # -- positions and states ---------------------------------------------------------------
@@ -420,8 +445,12 @@ def _change(event: list[Any]) -> dict[str, Any]:
     return {**change, "room": subject, "why": detail}
 
 
-def _excluded(reason: str, rule: dict[str, Any] | None = None) -> dict[str, Any]:
+def _excluded(
+    reason: str, rule: dict[str, Any] | None = None, *, by_permission: bool = False
+) -> dict[str, Any]:
     found: dict[str, Any] = {"outcome": NOT_DELIVERED, "reason": reason}
+    if by_permission:
+        found["byPermission"] = True
     if rule is not None:
         found["permission"] = rule
     return found
