@@ -38,6 +38,7 @@ GONE_SOCKETS = 10_000  # sockets remembered after they went, per process ...
 GONE_BYTES = 16 * 1024 * 1024  # ... and the memory they may hold together, about
 REFUSALS = 1_000  # refused recoveries kept until their new socket is in
 RULE_CHANGES = 1_000  # changes of a role's permissions remembered
+USER_SOCKETS = 200  # a user's sockets a process reports to one trace: the newest
 
 # The trailing offset of an event packet (``42["item.created",{...},"17"]``).
 _PACKET_OFFSET = re.compile(r',"(\d{1,18})"\]$')
@@ -240,7 +241,8 @@ class SocketHistory:
                 }
                 data["transport"] = self._transport(connection.eio_sid) or trail.transport
             found.append(data)
-        return found
+        found.sort(key=lambda data: float(data["connectedAt"]))
+        return found[-USER_SOCKETS:]
 
 
 def _as_data(trail: Trail) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from livebase.storage.changelog import Entry
 _log = logging.getLogger("livebase.realtime")
 
 QUESTION = "trace"
+BEFORE_ALL = -1  # a position before every mark: a socket's state as it came in
 COLLECTION = "collection:"
 NOTE = (
     "Rules are re-evaluated with today's permissions and schemas, applied to the role and "
@@ -205,13 +206,12 @@ class DeliveryTrace:
 
     def _replayed(self, event: Event, trail: dict[str, Any]) -> dict[str, Any]:
         """A recovery's replay covered the position: the rules with its rooms then."""
-        start = trail["connectedMark"] + 1  # undo every change since it came back
-        state = _state_at(trail, start)
+        state = _state_at(trail, BEFORE_ALL)  # every change since it came back undone
         if state is None:
             return {"outcome": UNKNOWN, "reason": "its history since the recovery is forgotten"}
         rooms, role = state
-        verdict = self._route(event, _connection(trail, rooms, role), trail, start)
-        verdict = self._caveat(verdict, role, start)
+        verdict = self._route(event, _connection(trail, rooms, role), trail, BEFORE_ALL)
+        verdict = self._caveat(verdict, role, trail["connectedMark"])
         verdict.update(rooms=sorted(rooms), role=role)
         if "envelope" in verdict:
             del verdict["envelope"]
