@@ -13,16 +13,15 @@ from typing import Any
 import pytest
 
 from livebase.realtime.history import TRAIL_EVENTS
+from tests.api.test_files import BOUNDARY, PNG, _multipart
 from tests.helpers import bearer
 from tests.realtime.conftest import TIMEOUT, Client, Live
 from tests.realtime.recovering import Recovering
 from tests.realtime.test_slow_consumer import LONG_HEARTBEAT, Stuck
 
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.parametrize("transport", ["websocket"]),
-]
+pytestmark = pytest.mark.timeout(90)
 alone = pytest.mark.parametrize("topology", ["alone"])
+websocket = pytest.mark.parametrize("transport", ["websocket"])
 
 
 async def _trace(live: Live, offset: Any, user: str, status: int = 200) -> Any:
@@ -80,7 +79,7 @@ async def test_written_with_fields_cut_and_outside_the_read_conditions(live: Liv
     assert set(got["item"]) == {"id", "text", "owner"}
     assert socket["permission"]["id"] == permission["id"]
     assert "collection:notes" in socket["rooms"]
-    assert socket["node"] == live.realtime.node_id and socket["transport"] == "websocket"
+    assert socket["node"] == live.realtime.node_id and socket["transport"] == live.transport
     assert socket["disconnectedAt"] is None
 
     socket = _only(await _trace(live, others, ann["id"]), client)
@@ -91,6 +90,42 @@ async def test_written_with_fields_cut_and_outside_the_read_conditions(live: Liv
 
 
 @alone
+@websocket
+async def test_notifications_and_files(live: Live) -> None:
+    token, ann = await live.api.user("ann@example.com")
+    _, bob = await live.api.user("bob@example.com")
+    await live.api.allow("user", "files", "read", conditions={"isPublic": {"eq": True}})
+    client = await live.connect(token, "ann")
+    sent = []
+    for user in (ann, bob):
+        body = {"type": "info", "title": "Hi", "message": "m", "userIds": [user["id"]]}
+        await live.api.ok("POST", "/notifications/send", 201, headers=live.api.admin, json=body)
+        sent.append(await live.services.relay.log.last_position())
+    await client.wait_for("notification.new")
+    body = _multipart([("file", {"filename": "p.png", "type": "image/png"}, PNG)])
+    headers = {**live.api.admin, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    await live.api.ok("POST", "/files", 201, content=body, headers=headers)
+    upload = await live.services.relay.log.last_position()
+    await live.sentinel(client)
+    assert len(client.received("notification.new")) == 1
+    assert client.received("file.uploaded") == []  # private, and not hers
+
+    answer = await _trace(live, sent[0], ann["id"])
+    assert answer["events"] == ["notification.new"]
+    assert _only(answer, client)["outcome"] == "written"
+    socket = _only(await _trace(live, sent[1], ann["id"]), client)
+    assert socket["outcome"] == "not delivered"
+    assert socket["reason"].startswith("the notification is for another user")
+    answer = await _trace(live, upload, ann["id"])
+    assert answer["events"] == ["file.uploaded"] and answer["entry"]["collection"] == "files"
+    socket = _only(answer, client)
+    assert socket["outcome"] == "not delivered"
+    assert socket["reason"].startswith("not readable: its role may not read this file")
+    assert socket["permission"]["conditions"] == {"isPublic": {"eq": True}}
+
+
+@alone
+@websocket
 async def test_a_socket_connected_after_the_commit_was_not_connected(live: Live) -> None:
     token, ann, _ = await _notes(live)
     before = await live.connect(token, "before")
@@ -109,6 +144,7 @@ async def test_a_socket_connected_after_the_commit_was_not_connected(live: Live)
 
 
 @alone
+@websocket
 @pytest.mark.parametrize("settings_overrides", [{"SOCKET_EXCLUDE_COLLECTIONS": "logs"}])
 async def test_collections_it_may_not_read_excluded_or_not_realtime(live: Live) -> None:
     token, ann, _ = await _notes(live)
@@ -135,6 +171,7 @@ async def test_collections_it_may_not_read_excluded_or_not_realtime(live: Live) 
 
 
 @alone
+@websocket
 async def test_a_socket_that_left_the_collection_room(live: Live) -> None:
     token, ann, _ = await _notes(live)
     client = await live.connect(token, "ann")
@@ -157,6 +194,7 @@ async def test_a_socket_that_left_the_collection_room(live: Live) -> None:
 
 
 @alone
+@websocket
 async def test_permissions_changed_since_the_commit_are_said_not_guessed(live: Live) -> None:
     token, ann, permission = await _notes(live)
     client = await live.connect(token, "ann")
@@ -181,6 +219,7 @@ async def test_permissions_changed_since_the_commit_are_said_not_guessed(live: L
 
 
 @alone
+@websocket
 @pytest.mark.parametrize("settings_overrides", [{"SOCKET_MAX_QUEUE": 20, **LONG_HEARTBEAT}])
 async def test_a_slow_consumer_dropped_before_the_frame_was_written(live: Live) -> None:
     await live.api.collection("blobs", {"blob": {"type": "Text"}})
@@ -206,6 +245,7 @@ async def test_a_slow_consumer_dropped_before_the_frame_was_written(live: Live) 
 
 
 @alone
+@websocket
 @pytest.mark.parametrize(
     "settings_overrides", [{"SOCKET_MAX_QUEUE_BYTES": 1 << 30, **LONG_HEARTBEAT}]
 )
@@ -229,6 +269,7 @@ async def test_a_frame_still_in_the_queue_of_a_socket_that_does_not_read(live: L
 
 
 @alone
+@websocket
 async def test_history_past_its_bound_is_unknown_not_guessed(live: Live) -> None:
     token, ann, _ = await _notes(live)
     client = await live.connect(token, "ann")
@@ -249,6 +290,7 @@ async def test_history_past_its_bound_is_unknown_not_guessed(live: Live) -> None
 
 
 @alone
+@websocket
 async def test_an_event_missed_while_away_and_replayed_by_a_recovery(live: Live) -> None:
     token, ann, _ = await _notes(live)
     client = Recovering(live.base_url)
@@ -269,6 +311,7 @@ async def test_an_event_missed_while_away_and_replayed_by_a_recovery(live: Live)
 
 
 @alone
+@websocket
 async def test_a_refused_recovery(live: Live) -> None:
     token, ann, _ = await _notes(live)
     client = Recovering(live.base_url)
@@ -289,6 +332,7 @@ async def test_a_refused_recovery(live: Live) -> None:
 
 
 @alone
+@websocket
 @pytest.mark.parametrize("settings_overrides", [{"CHANGE_LOG_RETENTION": 0.05}])
 async def test_bad_input_is_refused_and_a_pruned_offset_is_not_found(live: Live) -> None:
     token, ann, _ = await _notes(live)
@@ -331,6 +375,7 @@ async def test_bad_input_is_refused_and_a_pruned_offset_is_not_found(live: Live)
 
 
 @pytest.mark.parametrize("topology", ["cluster"])
+@websocket
 async def test_a_users_sockets_on_two_nodes_are_both_reported(live: Live) -> None:
     token, ann, _ = await _notes(live)
     here = await live.connect(token, "node-b")
