@@ -195,6 +195,24 @@ async def test_a_socket_that_left_the_collection_room(live: Live) -> None:
 
 @alone
 @websocket
+@pytest.mark.parametrize("settings_overrides", [{"SOCKET_AUTO_JOIN_COLLECTIONS": False}])
+async def test_auto_join_off_and_a_room_joined_only_later(live: Live) -> None:
+    token, ann, _ = await _notes(live)
+    client = await live.connect(token, "ann")
+    missed = await _write(live, "notes", text="missed", owner=ann["id"])
+    await live.sentinel(client)
+    socket = _only(await _trace(live, missed, ann["id"]), client)
+    assert socket["outcome"] == "not delivered"
+    assert "SOCKET_AUTO_JOIN_COLLECTIONS is false" in socket["reason"], socket
+
+    assert (await client.call("join", "collection:notes"))["success"] is True
+    socket = _only(await _trace(live, missed, ann["id"]), client)
+    assert "it joined collection:notes only later (joined on request)" in socket["reason"]
+    assert client.received("item.created") == []
+
+
+@alone
+@websocket
 async def test_permissions_changed_since_the_commit_are_said_not_guessed(live: Live) -> None:
     token, ann, permission = await _notes(live)
     client = await live.connect(token, "ann")

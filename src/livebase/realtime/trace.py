@@ -321,6 +321,12 @@ class DeliveryTrace:
                 f"collection not readable: its role {connection.role!r} has no read "
                 f"permission on {name!r}, so it is not in {room}"
             ), True
+        joined = [
+            e for e in trail["events"] if e[0] >= position and e[2] == "join" and e[3] == room
+        ]
+        if joined:
+            _mark, when, _, _, why = joined[0]
+            return f"it joined {room} only later ({why or 'joined'}) at {_iso(when)}", False
         if not self._auto_join:
             return (
                 f"SOCKET_AUTO_JOIN_COLLECTIONS is false and it had not joined {room} "
