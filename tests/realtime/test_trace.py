@@ -409,7 +409,7 @@ async def test_a_users_sockets_on_two_nodes_are_both_reported(live: Live) -> Non
     await there.wait_for("item.created")
 
     answer = await _trace(live, offset, ann["id"])
-    assert answer["nodes"]["clustered"] is True and answer["nodes"]["asked"] == 2
+    assert answer["nodes"]["clustered"] is True and answer["nodes"]["answered"] == 2
     b, a = _only(answer, here), _only(answer, there)
     assert b["node"] == live.realtime.node_id and a["node"] == live.writer.node_id
     assert b["outcome"] == a["outcome"] == "written"

@@ -114,7 +114,7 @@ class DeliveryTrace:
             "user": user_id,
             "sockets": sockets,
             "nodes": {
-                "asked": 1 + len(answers) if self._manager.clustered else 1,
+                "answered": 1 + len(answers),  # this one and those that answered in time
                 "clustered": self._manager.clustered,
             },
             "note": NOTE,
