@@ -178,9 +178,10 @@ class SocketHistory:
         }
 
     def disconnected(self, connection: Connection, reason: str) -> None:
-        trail = self._live.pop(connection.sid, None)
-        if trail is None:
-            return
+        trail = self._live.get(connection.sid)
+        if trail is None or trail.generation != connection.generation:
+            return  # not this connection's: its session's recovery is in already
+        del self._live[connection.sid]
         trail.gone = {
             "mark": self._mark,
             "at": time.time(),
