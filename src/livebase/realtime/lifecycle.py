@@ -152,15 +152,16 @@ class SocketLifecycle:
         self._sio.forget_request(connection.eio_sid)
         rooms = recovered.rooms if recovered is not None else None
         self._memberships.enter(connection, admitted.collections, rooms)
-        replayed = None
+        # What its replay covers, for the delivery trace (completed once it is known).
+        replay: dict[str, int] | None = None
         if recovered is not None:
-            replayed = {"offset": recovered.offset, "after": recovered.after}
-            replayed |= {"until": recovered.until, "missed": 0}
-        self._history.connected(connection, replayed)
+            replay = {"offset": recovered.offset, "after": recovered.after}
+            replay |= {"until": recovered.until, "missed": 0}
+        self._history.connected(connection, replay)
         self._authorization.schedule_expiry(connection)
         if recovered is not None:
             await self._memberships.presence.recovered(connection, recovered.record.tracked)
-            await self._replay(connection, recovered, replayed)
+            await self._replay(connection, recovered, replay)
         else:
             hello: dict[str, Any] = {"userId": connection.user_id, "role": connection.role}
             if connection.pid is not None:
@@ -175,7 +176,7 @@ class SocketLifecycle:
             )
 
     async def _replay(
-        self, connection: Connection, recovered: Recovered, traced: Any = None
+        self, connection: Connection, recovered: Recovered, traced: dict[str, int] | None
     ) -> None:
         assert self._recovery is not None
         self._recovery.settle(recovered)
