@@ -61,6 +61,8 @@ EVERY_MESSAGE = {
     messages.PERMISSIONS: messages.permissions(PERMISSIONS),
     messages.TAKEOVER: messages.takeover(SocketTakenOver("sid-1")),
     messages.ACK: messages.ack("abc", "node-a"),
+    messages.QUESTION: messages.question("trace", {"position": 7, "user": "u1"}, "abc"),
+    messages.ANSWER: messages.answer("abc", "node-a", "node-b", [{"sid": "s1"}]),
     messages.EMIT: messages.emit("news", [{"n": 1}, "x"], "/", ["r1", "r2"], "sid-1"),
     messages.ENTER_ROOM: messages.enter_room("sid-1", "team:red", "/"),
     messages.LEAVE_ROOM: messages.leave_room("sid-1", "team:red", "/"),

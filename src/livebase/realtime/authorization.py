@@ -23,6 +23,7 @@ from typing import Any
 from livebase.realtime.audience import Audience
 from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.eviction import Eviction
+from livebase.realtime.history import SocketHistory
 from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.memberships import Memberships
 from livebase.realtime.router import stamped
@@ -47,6 +48,7 @@ class LiveAuthorization:
         eviction: Eviction,
         timers: Timers,
         tell: Tell,
+        history: SocketHistory,
     ) -> None:
         self._connections = connections
         self._memberships = memberships
@@ -57,6 +59,7 @@ class LiveAuthorization:
         self._eviction = eviction
         self._timers = timers
         self._tell = tell
+        self._history = history
 
     # -- events --------------------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class LiveAuthorization:
             self._eviction.drop(connection.sid, "session revoked (logged out)")
 
     async def permissions_changed(self, event: PermissionsChanged) -> None:
+        self._history.permissions_changed(event.role)
         self._audience.forget_views()
         affected = self._connections.of_role(event.role)
         for connection in affected:
@@ -118,6 +122,7 @@ class LiveAuthorization:
             elif event.item.get("status") != "active":
                 self._eviction.drop(connection.sid, "user suspended")
             elif event.item.get("role") != connection.role:
+                self._history.role_changed(connection.sid, connection.role, event.item["role"])
                 connection.who = replace(connection.who, role=event.item["role"])
                 await self._memberships.refresh(connection)
                 self._live.refresh([connection])
@@ -130,7 +135,7 @@ class LiveAuthorization:
             for sid in self._audience.drop_collection(name):
                 connection = self._connections.get(sid)
                 if connection is not None:
-                    self._memberships.leave_collection(connection, name)
+                    self._memberships.leave_collection(connection, name, "collection deleted")
             return
         # A new or changed collection: scopes (fields) may differ; admins auto-join.
         for connection in list(self._connections.by_sid.values()):

@@ -43,9 +43,11 @@ _log = logging.getLogger("livebase.cluster")
 NAMESPACE = "/"
 UNUSED_AFTER = 10.0  # seconds a collection stays subscribed after its last listener
 CONFIRM_WAIT = 2.0  # how long a change of rules waits for the other processes to apply it
+ASK_WAIT = 2.0  # how long a question waits for the other processes' answers
 
 Receive = Callable[[Message], Awaitable[None]]
 Connected = Callable[[str], Awaitable[None]]
+Answer = Callable[[str, Any], Awaitable[Any]]  # (what, body) -> this process's answer
 
 
 class Manager(socketio.AsyncManager):  # type: ignore[misc]
@@ -65,6 +67,8 @@ class Manager(socketio.AsyncManager):  # type: ignore[misc]
         self._receive: Receive | None = None
         self._wanted: dict[str, float] = {}  # collection -> when a local listener last asked
         self._confirmations: dict[str, _Confirmation] = {}
+        self._questions: dict[str, _Answers] = {}
+        self.answer: Answer | None = None  # answers the other processes' questions
         self._refused: set[tuple[str, Any]] = set()  # (node, version) already logged
         self.received = 0
         # (namespace, sid) -> the rooms it is in: python-socketio finds them by
@@ -170,6 +174,35 @@ class Manager(socketio.AsyncManager):  # type: ignore[misc]
         finally:
             del self._confirmations[ident]
 
+    async def ask(self, what: str, body: Any) -> list[tuple[str, Any]]:
+        """Ask every other process ``what`` about ``body``; their (node, answer)s.
+
+        Bounded by ``ASK_WAIT``: a process that does not answer in time is
+        left out (the caller says so), and Redis being away means no answers.
+        """
+        if not self.clustered:
+            return []
+        ident = uuid.uuid4().hex
+        loop = asyncio.get_running_loop()
+        receivers: asyncio.Future[int] = loop.create_future()
+        answers = self._questions[ident] = _Answers(loop.create_future())
+        self._pubsub.publish(None, messages.encode(messages.question(what, body, ident)), receivers)
+        try:
+            async with asyncio.timeout(ASK_WAIT):
+                answers.expect(await receivers)
+                await answers.done
+        except TimeoutError:
+            _log.warning("not every process answered a %s question within %s s", what, ASK_WAIT)
+        finally:
+            del self._questions[ident]
+        return answers.received
+
+    async def _answer(self, sender: str, message: Message) -> None:
+        if self.answer is None:
+            return
+        body = await self.answer(message["what"], message["body"])
+        self.send(messages.answer(message["ask"], sender, self.node_id, body))
+
     # -- receiving ---------------------------------------------------------------------------
 
     async def _on_message(self, sender: str, data: bytes) -> None:
@@ -187,6 +220,13 @@ class Manager(socketio.AsyncManager):  # type: ignore[misc]
             if kind == messages.ACK:
                 if message["to"] == self.node_id and message["confirm"] in self._confirmations:
                     self._confirmations[message["confirm"]].acknowledged()
+                return
+            if kind == messages.QUESTION:
+                await self._answer(sender, message)
+                return
+            if kind == messages.ANSWER:
+                if message["to"] == self.node_id and message["ask"] in self._questions:
+                    self._questions[message["ask"]].add(message["node"], message["body"])
                 return
             if kind in messages.SOCKETIO:
                 await self._socketio(message)
@@ -345,4 +385,29 @@ class _Confirmation:
 
     def _check(self) -> None:
         if self._expected is not None and self._acks >= self._expected and not self.done.done():
+            self.done.set_result(None)
+
+
+class _Answers:
+    """The answers to one question, until as many as expected arrived."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+        self.received: list[tuple[str, Any]] = []
+        self._expected: int | None = None
+
+    def add(self, node: str, body: Any) -> None:
+        self.received.append((node, body))
+        self._check()
+
+    def expect(self, count: int) -> None:
+        self._expected = count
+        self._check()
+
+    def _check(self) -> None:
+        if (
+            self._expected is not None
+            and len(self.received) >= self._expected
+            and not self.done.done()
+        ):
             self.done.set_result(None)

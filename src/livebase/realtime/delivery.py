@@ -285,6 +285,27 @@ class Delivery:
             return True
         return False
 
+    # -- the delivery trace -----------------------------------------------------------------
+
+    def waiting(self, sid: str, event: str, position: int) -> bool:
+        """Whether ``event`` of ``position`` still waits for ``sid`` here: in its queue,
+        or held behind its replay or a snapshot. Only a socket with offsets tells
+        (each queued packet ends with its own); the trace asks, not the hot path."""
+        for state in (self._held.get(sid), self._paused.get(sid)):
+            waiting = state.waiting if state is not None else None
+            if waiting and any(e.position == position and e.event == event for e in waiting):
+                return True
+        connection = self._connections.get(sid)
+        session = self._eio_sockets.get(connection.eio_sid) if connection is not None else None
+        if session is None or connection is None or connection.pid is None:
+            return False
+        start, end = f'42["{event}",', f',"{offset(position)}"]'
+        for packet in list(session.queue._queue):
+            encoded = getattr(packet, "encode_cache", None)
+            if isinstance(encoded, str) and encoded.startswith(start) and encoded.endswith(end):
+                return True
+        return False
+
     # -- writing ---------------------------------------------------------------------------
 
     def _write(self, connection: Connection, encoded: _Encoded) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from livebase.realtime.cluster import NAMESPACE
 from livebase.realtime.connections import Connections
 from livebase.realtime.engine import EngineWorkarounds
+from livebase.realtime.history import SocketHistory
 from livebase.realtime.session import Session
 from livebase.realtime.tasks import TaskSet
 
@@ -29,11 +30,13 @@ class Eviction:
         connections: Connections,
         tasks: TaskSet,
         max_queue_bytes: int,
+        history: SocketHistory,
     ) -> None:
         self._sio = sio
         self._connections = connections
         self._tasks = tasks
         self._max_queue_bytes = max_queue_bytes
+        self._history = history
 
     def drop(self, sid: str, reason: str, *, abort: bool = False) -> None:
         """Disconnect one socket, once, saying why in the log."""
@@ -41,6 +44,7 @@ class Eviction:
         if connection is None or connection.dropped:
             return
         connection.dropped = True
+        self._history.evicted(sid, reason)
         _log.warning("disconnecting socket %s (user %s): %s", sid, connection.user_id, reason)
         self._tasks.spawn(self._disconnect(sid, connection.eio_sid, abort))
 
@@ -53,6 +57,10 @@ class Eviction:
         self._tasks.spawn(work)
 
     def drop_slow_consumer(self, sid: str, reason: str) -> None:
+        connection = self._connections.get(sid)
+        if connection is not None and not connection.dropped:
+            session = self._sio.eio.sockets.get(connection.eio_sid)
+            self._history.slow_consumer(connection, reason, getattr(session, "queue", None))
         self.drop(sid, reason, abort=True)
 
     def overflowed(self, session: Session) -> bool:

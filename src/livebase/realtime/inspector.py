@@ -15,8 +15,8 @@ Nothing runs while nobody here watches: the loop only looks at the room.
 Each process feeds only its own watchers, straight to their sockets (never
 through the cluster's emit), so two watchers on two nodes never get a frame
 twice, and each frame is checked against the watcher's role when sent: a
-socket whose role stopped being administrator gets nothing more, and is put
-out of the room. Answers are bounded: :data:`MAX_SOCKETS` sockets (the newest
+socket whose role stopped being administrator gets nothing more (and
+:mod:`memberships` takes it out of the room). Answers are bounded: :data:`MAX_SOCKETS` sockets (the newest
 connected first) with the total, :data:`MAX_ROOMS` rooms per socket with
 their count, :data:`TAIL_LIMIT` entries per read.
 """
@@ -156,15 +156,14 @@ class Inspector:
     # -- what watchers get ---------------------------------------------------------------
 
     def watchers(self) -> list[str]:
-        """This process's sockets in the room that may still be there; any other is put out."""
+        """This process's sockets in the room that may still be there (a role changed
+        since is taken out of the room by :mod:`memberships`; until then, it gets nothing)."""
         members = self._manager.rooms.get(NAMESPACE, {}).get(ROOM)
         watching = []
         for sid in list(members or ()):
             connection = self._connections.get(sid)
             if connection is not None and connection.who.is_admin and not connection.dropped:
                 watching.append(sid)
-            elif connection is not None:
-                self._manager.part(sid, ROOM)
         return watching
 
     async def run(self) -> None:

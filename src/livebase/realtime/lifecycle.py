@@ -28,6 +28,7 @@ from livebase.realtime.delivery import Delivery
 from livebase.realtime.engine import Admission, EngineWorkarounds
 from livebase.realtime.eviction import Eviction
 from livebase.realtime.handshake import presented_token
+from livebase.realtime.history import SocketHistory
 from livebase.realtime.memberships import Memberships
 from livebase.realtime.presence import Presence
 from livebase.realtime.recovery import Recovered, Recovery, new_pid
@@ -64,6 +65,7 @@ class SocketLifecycle:
         delivery: Delivery,
         recovery: Recovery | None,
         eviction: Eviction,
+        history: SocketHistory,
         *,
         allow_anonymous: bool,
     ) -> None:
@@ -77,6 +79,7 @@ class SocketLifecycle:
         self._delivery = delivery
         self._recovery = recovery  # None: SOCKET_RECOVERY_WINDOW is 0
         self._eviction = eviction
+        self._history = history
         self._allow_anonymous = allow_anonymous
         self._admitted: dict[str, _Admitted] = {}
         self.take_over: Callable[[SocketTakenOver], None] = lambda event: None
@@ -149,10 +152,16 @@ class SocketLifecycle:
         self._sio.forget_request(connection.eio_sid)
         rooms = recovered.rooms if recovered is not None else None
         self._memberships.enter(connection, admitted.collections, rooms)
+        # What its replay covers, for the delivery trace (completed once it is known).
+        replay: dict[str, int] | None = None
+        if recovered is not None:
+            replay = {"offset": recovered.offset, "after": recovered.after}
+            replay |= {"until": recovered.until, "missed": 0}
+        self._history.connected(connection, replay)
         self._authorization.schedule_expiry(connection)
         if recovered is not None:
             await self._memberships.presence.recovered(connection, recovered.record.tracked)
-            await self._replay(connection, recovered)
+            await self._replay(connection, recovered, replay)
         else:
             hello: dict[str, Any] = {"userId": connection.user_id, "role": connection.role}
             if connection.pid is not None:
@@ -166,7 +175,9 @@ class SocketLifecycle:
                 announce=recovered is None or recovered.record.upto is not None,
             )
 
-    async def _replay(self, connection: Connection, recovered: Recovered) -> None:
+    async def _replay(
+        self, connection: Connection, recovered: Recovered, traced: dict[str, int] | None
+    ) -> None:
         assert self._recovery is not None
         self._recovery.settle(recovered)
         sid = connection.sid
@@ -177,6 +188,8 @@ class SocketLifecycle:
             self._eviction.drop(sid, f"recovered, but {exc} arrived while it reconnected")
             return
         self._delivery.hold(sid, until)
+        if traced is not None:
+            traced.update(until=until, missed=len(recovered.missed))
         hello = {
             "userId": connection.user_id,
             "role": connection.role,
@@ -206,6 +219,7 @@ class SocketLifecycle:
         if connection is None:
             return None
         self._authorization.cancel_expiry(connection)
+        self._history.disconnected(connection, str(reason or "disconnected"))
         self._sio.end_long_poll(connection.eio_sid)
         self._memberships.forget(connection)
         if self._recovery is not None:  # kept for a recovery
@@ -226,6 +240,7 @@ class SocketLifecycle:
         if connection is None:
             return
         self._authorization.cancel_expiry(connection)
+        self._history.disconnected(connection, "taken over by its recovery (a newer connection)")
         self._memberships.forget(connection)
         self._memberships.presence.stay(sid)
         self._delivery.forget(sid)

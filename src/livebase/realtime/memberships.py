@@ -17,6 +17,7 @@ from typing import Any
 from livebase.realtime.audience import Audience
 from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.connections import Connection
+from livebase.realtime.history import SocketHistory
 from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.room_presence import RoomPresence
 from livebase.realtime.rooms import (
@@ -43,6 +44,7 @@ class Memberships:
         permissions: PermissionService,
         live: LiveQueries,
         presence: RoomPresence,
+        history: SocketHistory,
         *,
         max_rooms: int,
         auto_join: bool,
@@ -53,6 +55,7 @@ class Memberships:
         self._permissions = permissions
         self._live = live
         self.presence = presence
+        self._history = history
         self._max_rooms = max_rooms
         self._auto_join = auto_join
 
@@ -125,12 +128,13 @@ class Memberships:
             await self.want([room.split(":", 2)[1]])
         if room.startswith(COLLECTION):
             collection = room.removeprefix(COLLECTION)
-            self.join_collection(connection, collection)
+            self.join_collection(connection, collection, "joined on request")
             connection.left.discard(collection)
         else:
             self._manager.join(connection.sid, room)
             if _counted(connection, room):
                 connection.rooms.add(room)
+                self._history.joined(connection.sid, room, "joined on request")
 
     def leave(self, connection: Connection, room: str) -> None:
         """Take ``connection`` out of ``room``; it can never leave its own user room."""
@@ -138,23 +142,27 @@ class Memberships:
             raise RoomRefused("a socket always stays in its own user room")
         if room.startswith(COLLECTION):
             collection = room.removeprefix(COLLECTION)
-            self.leave_collection(connection, collection)
+            self.leave_collection(connection, collection, "left on request")
             connection.left.add(collection)
         else:
-            self._part(connection, room)
+            self._part(connection, room, "left on request")
 
-    def join_collection(self, connection: Connection, collection: str) -> bool:
+    def join_collection(self, connection: Connection, collection: str, why: str = "") -> bool:
         scope = self._audience.read_scope(connection, collection)
         if scope is None:
             return False
         self._audience.add(connection.sid, collection, scope)
-        connection.collections.add(collection)
+        if collection not in connection.collections:
+            connection.collections.add(collection)
+            self._history.joined(connection.sid, collection_room(collection), why)
         self._manager.join(connection.sid, collection_room(collection))
         return True
 
-    def leave_collection(self, connection: Connection, collection: str) -> None:
+    def leave_collection(self, connection: Connection, collection: str, why: str = "") -> None:
         self._audience.remove(connection.sid, collection)
-        connection.collections.discard(collection)
+        if collection in connection.collections:
+            connection.collections.discard(collection)
+            self._history.left(connection.sid, collection_room(collection), why)
         self._manager.part(connection.sid, collection_room(collection))
 
     async def refresh(self, connection: Connection) -> None:
@@ -163,13 +171,15 @@ class Memberships:
         for collection in list(connection.collections):
             scope = self._audience.read_scope(connection, collection)
             if scope is None:
-                self.leave_collection(connection, collection)
+                self.leave_collection(
+                    connection, collection, f"its role {connection.role!r} lost read on it"
+                )
             else:
                 self._audience.add(connection.sid, collection, scope)
         if self._auto_join:
             for collection in self.auto_joined(connection):
                 if collection not in connection.collections and collection not in connection.left:
-                    self.join_collection(connection, collection)
+                    self.join_collection(connection, collection, "auto-joined: read granted")
             await self.want(connection.collections)
         for room in list(self._manager.get_rooms(connection.sid, NAMESPACE)):
             if room.startswith(ITEM):
@@ -178,12 +188,14 @@ class Memberships:
                 readable = self._audience.read_scope(connection, "users")
             elif is_admin_room(room):
                 if not connection.who.is_admin:  # the administrators' rooms: role, not scope
-                    self._part(connection, room)
+                    self._part(
+                        connection, room, f"its role {connection.role!r} is not administrator"
+                    )
                 continue
             else:
                 continue
             if readable is None:
-                self._part(connection, room)
+                self._part(connection, room, f"its role {connection.role!r} lost read on it")
 
     async def keep_only_listened(self) -> None:
         """Cluster only: stop hearing of collections nobody here has listened to for a while."""
@@ -193,9 +205,11 @@ class Memberships:
                 listened.add(room.split(":", 2)[1])
         await self._manager.keep_only(listened)
 
-    def _part(self, connection: Connection, room: str) -> None:
+    def _part(self, connection: Connection, room: str, why: str) -> None:
         self._manager.part(connection.sid, room)
-        connection.rooms.discard(room)
+        if room in connection.rooms:
+            connection.rooms.discard(room)
+            self._history.left(connection.sid, room, why)
         self.presence.left_room(connection, room)
 
     def _check_room_count(self, connection: Connection, room: str) -> None:

@@ -53,6 +53,8 @@ PERMISSIONS = "permissions"  # a role's permissions changed (PermissionsChanged)
 TAKEOVER = "takeover"  # a reconnect recovered a socket's session (SocketTakenOver)
 # The cluster's own bookkeeping.
 ACK = "ack"  # "I handled your message {confirm}", to the process that asked
+QUESTION = "question"  # a request every process answers (the delivery trace)
+ANSWER = "answer"  # one process's answer to a question, to the process that asked
 # python-socketio's API on another process's sockets (sio.emit, enter_room, ...).
 EMIT = "emit"
 ENTER_ROOM = "enter_room"
@@ -215,6 +217,15 @@ def confirmed(message: Message, ident: str) -> Message:
 
 def ack(ident: str, to: str) -> Message:
     return _message(ACK, confirm=ident, to=to)
+
+
+def question(what: str, body: Any, ident: str) -> Message:
+    """Ask every other process ``what`` (one of :meth:`Manager.ask`'s topics) about ``body``."""
+    return _message(QUESTION, what=what, body=body, ask=ident)
+
+
+def answer(ident: str, to: str, node: str, body: Any) -> Message:
+    return _message(ANSWER, ask=ident, to=to, node=node, body=body)
 
 
 # -- python-socketio's API across processes -------------------------------------------------

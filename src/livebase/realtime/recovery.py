@@ -62,6 +62,7 @@ class Recovered:
     # Done once the socket is in, or its client went during the handshake.
     settled: asyncio.Future[None] | None = None
     held: int = 0  # of the events every recovery under way holds (Recovery.holding)
+    after: int = 0  # the replay starts after this position (the offset, or past it)
 
 
 class Recovery:
@@ -86,6 +87,8 @@ class Recovery:
         # Missed events held by the recoveries under way, and how many they may hold.
         self.holding = 0
         self._may_hold = HELD_PER_MAX * replay.max_events
+        # Told (eio_sid, reason) of each refusal, for the delivery trace.
+        self.on_refused: Callable[[str, str], None] = lambda eio_sid, reason: None
 
     async def starting_point(self) -> int:
         """The position a new socket starts at: all this process has handled; in a
@@ -115,6 +118,7 @@ class Recovery:
         except (_NotRecoverable, TooMany) as exc:
             _log.info("recovery refused for user %s: %s", who.user_id, exc)
             self.counts["refused"] += 1
+            self.on_refused(eio_sid, str(exc))
             return None
         self.counts["recovered"] += 1
         recovered.settled = self._attempts[str(pid)] = asyncio.get_running_loop().create_future()
@@ -169,6 +173,7 @@ class Recovery:
         self.holding += len(missed)
         recovered = Recovered(connection, record, collections, rooms, offset, until, missed, ended)
         recovered.held = len(missed)
+        recovered.after = after
         return recovered
 
     async def _bounds(self, offset: int) -> tuple[int, int]:

@@ -67,6 +67,24 @@ class Router:
     def members(self, room: str) -> Sized[str]:
         return self._rooms().get(room) or ()
 
+    def not_broadcast(self, name: str) -> str | None:
+        """Why changes of collection ``name`` are never broadcast (§6.3 rule 6), if they are not."""
+        collection = self._registry.peek(name)
+        if collection is None:
+            return "the collection no longer exists"
+        if not collection.realtime:
+            return f"the collection's schema says realtime: false ({name})"
+        if name in self._excluded:
+            return f"the collection is in SOCKET_EXCLUDE_COLLECTIONS ({name})"
+        return None
+
+    @staticmethod
+    def listens(connection: Connection, event: ChangeEvent) -> bool:
+        """Whether ``connection`` is in a room that receives ``event``."""
+        return event.collection in connection.collections or (
+            item_room(event.collection, event.key) in connection.rooms
+        )
+
     def change(self, event: ChangeEvent) -> list[Envelope]:
         collection = self._registry.peek(event.collection)
         if collection is None or not collection.realtime or event.collection in self._excluded:
@@ -108,10 +126,7 @@ class Router:
         collection = self._registry.peek(event.collection)
         if collection is None or not collection.realtime or event.collection in self._excluded:
             return None
-        listening = event.collection in connection.collections or (
-            item_room(event.collection, event.key) in connection.rooms
-        )
-        if not listening:
+        if not self.listens(connection, event):
             return None
         scopes = {} if scopes is None else scopes
         if event.collection not in scopes:

@@ -41,7 +41,9 @@ from livebase.realtime.emits import ToEveryone, ToRoom
 from livebase.realtime.engine import EngineWorkarounds
 from livebase.realtime.event_kinds import event_kinds
 from livebase.realtime.eviction import Eviction
+from livebase.realtime.history import SocketHistory
 from livebase.realtime.inspector import MAX_SOCKETS, Inspector
+from livebase.realtime.inspector import QUESTION as SOCKETS_QUESTION
 from livebase.realtime.lifecycle import SocketLifecycle
 from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.memberships import Memberships
@@ -68,6 +70,7 @@ from livebase.realtime.stored_sessions import (
 )
 from livebase.realtime.tasks import TaskSet
 from livebase.realtime.timers import Timers
+from livebase.realtime.trace import DeliveryTrace
 from livebase.services.container import Services
 from livebase.services.errors import BadRequest
 from livebase.settings import Settings
@@ -99,8 +102,11 @@ class Realtime:
         self.connections = Connections()
         self.progress = Progress()
         self._tasks = TaskSet()
+        self.history = SocketHistory(
+            self.progress, settings.CHANGE_LOG_RETENTION, self._transport_of
+        )
         self.eviction = Eviction(
-            self.sio, self.connections, self._tasks, settings.SOCKET_MAX_QUEUE_BYTES
+            self.sio, self.connections, self._tasks, settings.SOCKET_MAX_QUEUE_BYTES, self.history
         )
         # Packets python-socketio sends itself (acks) meet the byte bound too.
         self.sio.eio.on_overflow = self.eviction.overflowed
@@ -148,6 +154,7 @@ class Realtime:
             services.permissions,
             live,
             room_presence,
+            self.history,
             max_rooms=settings.SOCKET_MAX_ROOMS,
             auto_join=settings.SOCKET_AUTO_JOIN_COLLECTIONS,
         )
@@ -169,6 +176,7 @@ class Realtime:
             self.eviction,
             self.timers,
             tell,
+            self.history,
         )
         kinds = event_kinds(
             router, live, self.delivery, authorization, services.registry, self._taken_over
@@ -200,6 +208,7 @@ class Realtime:
                 self.progress,
                 lambda: self._manager.clustered,
             )
+            recovery.on_refused = self.history.refused
             self._tasks.spawn(self._renew_sessions(recovery.book))
         self._stats = RealtimeStats(
             self._manager, self.connections, self.delivery, nodes, recovery, live
@@ -212,7 +221,7 @@ class Realtime:
             services.relay,
             services.items,
             tell,
-            _no_answers,
+            self._manager.ask,
         )
         self._tasks.spawn(self._inspector.run())
         self._lifecycle = SocketLifecycle(
@@ -226,8 +235,22 @@ class Realtime:
             self.delivery,
             recovery,
             self.eviction,
+            self.history,
             allow_anonymous=settings.SOCKET_ALLOW_ANONYMOUS,
         )
+        self._trace = DeliveryTrace(
+            services.relay,
+            router,
+            audience,
+            services.permissions,
+            services.registry,
+            self.history,
+            self.connections,
+            self.delivery,
+            self._manager,
+            auto_join=settings.SOCKET_AUTO_JOIN_COLLECTIONS,
+        )
+        self._manager.answer = self._answer
         self._lifecycle.take_over = self._pipeline.publish_now
         self._lifecycle.register()
         rooms_changed = recovery.book.save if recovery is not None else _nothing
@@ -280,6 +303,11 @@ class Realtime:
         """Every node's stats and the totals, or None for one process (or Redis away)."""
         return await self._stats.cluster()
 
+    async def trace(self, position: int, user_id: str) -> dict[str, Any] | None:
+        """The delivery trace of one log entry for one user's sockets, cluster-wide
+        (None: the log does not hold that entry); see :mod:`trace`."""
+        return await self._trace.trace(position, user_id)
+
     async def sockets(self, limit: int | None = None) -> dict[str, Any]:
         """Every node's sockets, at most ``limit`` (by default and at most
         ``inspector.MAX_SOCKETS``; BadRequest past it), with the total."""
@@ -315,9 +343,21 @@ class Realtime:
     def _taken_over(self, event: SocketTakenOver) -> None:
         self._lifecycle.taken_over(event)
 
+    async def _answer(self, what: str, body: Any) -> Any:
+        """Another process's question (``Manager.ask``), to the part that answers it."""
+        if what == SOCKETS_QUESTION:
+            return await self._inspector.answer(what, body)
+        return await self._trace.answer(what, body)
+
     def _tell(self, sid: str, event: str, payload: Any) -> None:
         """Send one socket an event of its own (``connected``, ``session.expired``)."""
         self.delivery.deliver(self._router.to_sid(sid, event, payload))
+
+    def _transport_of(self, eio_sid: str) -> str | None:
+        session = self.sio.eio.sockets.get(eio_sid)
+        if session is None:
+            return None
+        return "websocket" if session.upgraded else "polling"
 
     def _namespace_rooms(self) -> dict[str | None, Any]:
         rooms: dict[str | None, Any] = self._manager.rooms.get(NAMESPACE, {})
@@ -336,7 +376,3 @@ class _Attached:
 
 async def _nothing(connection: Connection) -> None:
     return None
-
-
-async def _no_answers(what: str, body: Any) -> list[tuple[str, Any]]:
-    return []

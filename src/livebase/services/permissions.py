@@ -53,6 +53,7 @@ FULL = Scope(fields=None, condition=filters.TRUE)
 class _Rule:
     fields: tuple[str, ...]
     conditions: Any
+    id: str | None = None
 
 
 class PermissionService:
@@ -67,7 +68,7 @@ class PermissionService:
             rows = (await conn.execute(select(system.permissions))).mappings().all()
         self._rules = {
             (row["role"], row["collection"], row["action"]): _Rule(
-                tuple(row["fields"] or ()), row["conditions"]
+                tuple(row["fields"] or ()), row["conditions"], str(row["id"])
             )
             for row in rows
         }
@@ -101,6 +102,21 @@ class PermissionService:
             # field like any other (a taken id would otherwise answer 409).
             allowed |= {collection.primary_key}
         return Scope(fields=allowed, condition=condition)
+
+    def rule(self, role: str, collection: str, action: Action) -> dict[str, Any] | None:
+        """The permission that gives ``role`` ``action`` on ``collection``, as cached
+        (what :meth:`scope` applies); None if there is none (administrators need none)."""
+        found = self._rules.get((role, collection, action))
+        if found is None:
+            return None
+        return {
+            "id": found.id,
+            "role": role,
+            "collection": collection,
+            "action": action,
+            "fields": list(found.fields),
+            "conditions": found.conditions,
+        }
 
     def require(self, who: Accountability, collection: Collection, action: Action) -> Scope:
         """Like :meth:`scope`, but no access is a 403."""
