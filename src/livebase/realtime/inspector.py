@@ -16,9 +16,10 @@ Each process feeds only its own watchers, straight to their sockets (never
 through the cluster's emit), so two watchers on two nodes never get a frame
 twice, and each frame is checked against the watcher's role when sent: a
 socket whose role stopped being administrator gets nothing more (and
-:mod:`memberships` takes it out of the room). Answers are bounded: :data:`MAX_SOCKETS` sockets (the newest
-connected first) with the total, :data:`MAX_ROOMS` rooms per socket with
-their count, :data:`TAIL_LIMIT` entries per read.
+:mod:`memberships` takes it out of the room). Answers are bounded:
+:data:`MAX_SOCKETS` sockets (the newest connected first) with the total,
+:data:`MAX_ROOMS` rooms per socket with their count, :data:`TAIL_LIMIT`
+entries per read.
 """
 
 from __future__ import annotations
