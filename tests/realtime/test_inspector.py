@@ -49,6 +49,11 @@ async def test_the_room_is_for_administrators_only(live: Live) -> None:
     unknown = await admin.call("join", "admin:other")
     assert unknown["success"] is False and "no such" in unknown["message"]
     assert (await admin.call("join", ROOM)) == {"success": True, "room": ROOM}
+    # The room carries the server's events only: no broadcasts, no room presence.
+    said = await admin.call("broadcast", {"room": ROOM, "event": "x", "data": {}})
+    assert said["success"] is False and "the server's" in said["message"]
+    tracked = await admin.call("presence.track", {"room": ROOM, "state": {}})
+    assert tracked["success"] is False and "the server's room" in tracked["message"]
     first = await admin.wait_for("inspector.figures")
     assert first["openSockets"] == 3
     await admin.wait_for("inspector.sockets")

@@ -7,7 +7,7 @@ the client's event name only ever arrives inside it, so no client can send
 another socket an event that looks like one of the server's. It is not logged
 and never replayed. Allowed in item rooms and custom rooms (an extension
 may decide who broadcasts where: ``register_broadcast_validator``), never in
-``user:``, ``collection:`` or ``presence`` rooms, and at most
+``user:``, ``collection:``, ``admin:`` or ``presence`` rooms, and at most
 ``SOCKET_BROADCAST_RATE`` a second per socket.
 """
 
@@ -31,7 +31,7 @@ from livebase.realtime.router import stamped
 
 ROOM_MESSAGE = "room.message"
 MAX_EVENT_LENGTH = 100
-REFUSED_PREFIXES = ("user:", "collection:")
+REFUSED_PREFIXES = ("user:", "collection:", "admin:")
 
 # (socket, room, event, data) -> whether it may; may raise to refuse with a message.
 BroadcastValidator = Callable[[SocketInfo, str, str, Any], bool | Awaitable[bool]]
@@ -102,7 +102,7 @@ def _request(raw: object) -> tuple[str, str, Any]:
 def _check_room(connection: Connection, room: str) -> None:
     if room == PRESENCE or room.startswith(REFUSED_PREFIXES):
         raise RoomRefused(
-            f"no broadcasts in {room!r}: user, collection and presence rooms are the server's"
+            f"no broadcasts in {room!r}: user, collection, admin and presence rooms are the server's"
         )
     if room not in connection.rooms:
         raise RoomRefused(f"join {room!r} before broadcasting to it")

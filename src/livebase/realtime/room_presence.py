@@ -31,7 +31,7 @@ from livebase.storage.redis import RedisLink
 
 MAX_STATE_BYTES = 4096
 JOIN, LEAVE = "presence.join", "presence.leave"
-REFUSED_PREFIXES = ("user:", "collection:")
+REFUSED_PREFIXES = ("user:", "collection:", "admin:")
 
 Ack = dict[str, Any]
 Member = dict[str, Any]  # {key, userId, state}
