@@ -102,7 +102,8 @@ def _request(raw: object) -> tuple[str, str, Any]:
 def _check_room(connection: Connection, room: str) -> None:
     if room == PRESENCE or room.startswith(REFUSED_PREFIXES):
         raise RoomRefused(
-            f"no broadcasts in {room!r}: user, collection, admin and presence rooms are the server's"
+            f"no broadcasts in {room!r}: "
+            "user, collection, admin and presence rooms are the server's"
         )
     if room not in connection.rooms:
         raise RoomRefused(f"join {room!r} before broadcasting to it")
