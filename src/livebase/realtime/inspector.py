@@ -25,6 +25,7 @@ entries per read.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -108,12 +109,12 @@ class Inspector:
 
     def here(self, limit: int) -> dict[str, Any]:
         """This process's sockets (the newest ``limit``), their count and its figures."""
-        connections = sorted(
-            self._connections.by_sid.values(), key=lambda c: c.connected_at, reverse=True
+        newest = heapq.nlargest(
+            limit, self._connections.by_sid.values(), key=lambda c: c.connected_at
         )
         return {
-            "sockets": [self._socket(c) for c in connections[:limit]],
-            "total": len(connections),
+            "sockets": [self._socket(c) for c in newest],
+            "total": len(self._connections),
             "figures": self._figures_here(),
         }
 
