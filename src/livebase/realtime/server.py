@@ -58,7 +58,7 @@ from livebase.realtime.room_presence import LocalMembers, Members, RoomPresence,
 from livebase.realtime.rooms import RoomRules
 from livebase.realtime.router import Router
 from livebase.realtime.service import EventHandler, SocketService
-from livebase.realtime.stats import RealtimeStats
+from livebase.realtime.stats import Figures, RealtimeStats
 from livebase.realtime.stored_sessions import (
     RENEW_EVERY,
     RedisSessions,
@@ -98,7 +98,11 @@ class Realtime:
         self.progress = Progress()
         self._tasks = TaskSet()
         self.eviction = Eviction(
-            self.sio, self.connections, self._tasks, settings.SOCKET_MAX_QUEUE_BYTES
+            self.sio,
+            self.connections,
+            self._tasks,
+            settings.SOCKET_MAX_QUEUE,
+            settings.SOCKET_MAX_QUEUE_BYTES,
         )
         # Packets python-socketio sends itself (acks) meet the byte bound too.
         self.sio.eio.on_overflow = self.eviction.overflowed
@@ -200,7 +204,13 @@ class Realtime:
             )
             self._tasks.spawn(self._renew_sessions(recovery.book))
         self._stats = RealtimeStats(
-            self._manager, self.connections, self.delivery, nodes, recovery, live
+            self.sio.eio.sockets,
+            self._manager,
+            self.connections,
+            self.delivery,
+            nodes,
+            recovery,
+            live,
         )
         self._lifecycle = SocketLifecycle(
             self.sio,
@@ -262,6 +272,10 @@ class Realtime:
 
     def stats(self) -> dict[str, Any]:
         return self._stats.here()
+
+    def figures(self) -> Figures | None:
+        """This process's sockets as the metrics show them; None before start-up."""
+        return self._stats.figures() if self._attached is not None else None
 
     async def cluster_stats(self) -> dict[str, Any] | None:
         """Every node's stats and the totals, or None for one process (or Redis away)."""
