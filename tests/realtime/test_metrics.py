@@ -161,7 +161,7 @@ async def test_a_slow_consumer_disconnect_is_counted_and_logged_with_its_figures
     live: Live, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="livebase.realtime")
-    token, user_id, reader, got = await writer_and_reader(live)
+    token, user_id, reader, _ = await writer_and_reader(live)
     before = await _scrape(live)
     stuck = await Stuck.connect(live, token)
     try:
@@ -178,8 +178,7 @@ async def test_a_slow_consumer_disconnect_is_counted_and_logged_with_its_figures
     (fields,) = [
         vars(r)
         for r in caplog.records
-        if getattr(r, "event", None) == "slow_consumer_disconnect"
-        and vars(r)["sid"] == stuck.sid
+        if getattr(r, "event", None) == "slow_consumer_disconnect" and vars(r)["sid"] == stuck.sid
     ]
     assert fields["user_id"] == user_id
     assert fields["bound"] == "bytes" and fields["limit"] == MAX_QUEUE_BYTES
