@@ -36,7 +36,6 @@ class Eviction:
         self._connections = connections
         self._tasks = tasks
         self._bounds = {"packets": max_queue, "bytes": max_queue_bytes}
-        self._max_queue_bytes = max_queue_bytes
 
     def drop(
         self, sid: str, reason: str, *, abort: bool = False, extra: dict[str, Any] | None = None
@@ -81,7 +80,7 @@ class Eviction:
 
     def overflowed(self, session: Session) -> bool:
         """Whether ``session`` is past the byte bound, and so dropped, instead of sent more."""
-        reason = session.over_bytes(self._max_queue_bytes)
+        reason = session.over_bytes(self._bounds["bytes"])
         if reason is None:
             return False
         sid = self._sio.manager.sid_from_eio_sid(session.sid, NAMESPACE)
