@@ -25,6 +25,8 @@ BAD = [
     ({"ENV": "production"}, "SECRET_KEY"),
     ({"SECRET_KEY": "short"}, "SECRET_KEY"),
     ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+    ({"METRICS_TOKEN": "short"}, "METRICS_TOKEN"),
     ({"SOCKET_PATH": "realtime"}, "SOCKET_PATH"),
     ({"ACCESS_TOKEN_EXPIRES_IN": "-1"}, "ACCESS_TOKEN_EXPIRES_IN"),
 ]

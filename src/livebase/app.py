@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,11 +13,13 @@ from typing import Any
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from livebase import __version__
+from livebase import __version__, metrics
 from livebase.api import admin, auth, demo, files, health, inspector, items, notifications, stats
+from livebase.api import metrics as metrics_api
 from livebase.api.errors import install_error_handlers
 from livebase.api.fast_create import ItemCreateFastPath
 from livebase.api.limits import BodySizeLimit, JsonBodyGuard
+from livebase.api.request_metrics import RequestMetrics
 from livebase.api.responses import ORJSONResponse
 from livebase.extensions import load_extensions, mount_routers, start_extensions
 from livebase.internals import check_internals
@@ -67,7 +72,8 @@ def create_app(settings: Settings) -> FastAPI:
                 await realtime.attach(services)
             await services.start_relay()
             await start_extensions(extensions, services, realtime.socket if realtime else None)
-            yield
+            async with _worker_figures(realtime):
+                yield
         finally:
             if realtime is not None:
                 await realtime.close()
@@ -90,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
         notifications.router,
         files.router,
         stats.router,
+        metrics_api.router,
     ):
         app.include_router(router)
     if settings.DEMO_ENABLED:
@@ -103,7 +110,26 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         BodySizeLimit, limit=settings.MAX_REQUEST_BODY_SIZE, exempt={("POST", "/files")}
     )
+    # Outermost: requests refused before routing are counted too.
+    app.add_middleware(RequestMetrics, routes=app.router.routes)
     return app
+
+
+@asynccontextmanager
+async def _worker_figures(realtime: Realtime | None) -> AsyncIterator[None]:
+    """``serve --workers N``: keep this worker's socket figures where any worker's
+    scrape reads them, and take them away when it stops."""
+    if not metrics.MULTIPROCESS or realtime is None:
+        yield
+        return
+    task = asyncio.create_task(metrics_api.keep_figures_fresh(realtime))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.forget_process(os.getpid())
 
 
 def create_asgi(settings: Settings) -> Any:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import gc
 import getpass
 import os
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 from livebase import __version__
 from livebase.extensions import ExtensionError
 from livebase.internals import IncompatibleLibrary, check_internals
+from livebase.logs import log_config
 from livebase.realtime.websocket import WebSocketProtocol
 from livebase.settings import (
     ConfigError,
@@ -63,7 +65,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         "host": args.host or settings.HOST,
         "port": args.port if args.port is not None else settings.PORT,
         "log_level": settings.LOG_LEVEL,
-        "log_config": _log_config(settings.LOG_LEVEL),
+        "log_config": log_config(settings.LOG_LEVEL, settings.LOG_FORMAT),
         "access_log": settings.LOG_LEVEL == "debug",
         # Long-polling GETs stay open until the next heartbeat; do not wait that long to stop.
         "timeout_graceful_shutdown": 5,
@@ -75,22 +77,16 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     # Every worker must sign and check tokens with the same key.
     os.environ["SECRET_KEY"] = resolve_secret_key(settings)
-    uvicorn.run("livebase.cli:worker_asgi", factory=True, workers=workers, **options)
+    # The workers' metrics, in files any of them adds up when scraped
+    # (prometheus-client's multiprocess mode, chosen when a worker imports it):
+    # a fresh directory, so that no earlier run's counts are added in.
+    shared = tempfile.mkdtemp(prefix="livebase-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = shared
+    try:
+        uvicorn.run("livebase.cli:worker_asgi", factory=True, workers=workers, **options)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     return 0
-
-
-def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging set-up, with livebase's own loggers at ``LOG_LEVEL`` and in
-    the same format (otherwise Python shows only their warnings, unformatted)."""
-    from uvicorn.config import LOGGING_CONFIG
-
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["loggers"]["livebase"] = {
-        "handlers": ["default"],
-        "level": level.upper(),
-        "propagate": False,
-    }
-    return config
 
 
 def _check_cluster(settings: Settings, workers: int) -> None:

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # process could pick the address its login attempts are counted under.
     FORWARDED_ALLOW_IPS: CommaList = []
     LOG_LEVEL: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # "json": every log line one JSON object (docs/operations.md, "Logs").
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    # A bearer token that may read /metrics (besides administrators); unset: none.
+    METRICS_TOKEN: str | None = None
     # Serve the live demo page (examples/live-feed) at /examples/live-feed/.
     DEMO_ENABLED: bool = True
     # Serve the inspector page at /admin/ (administrators log in; docs/operations.md).
@@ -108,7 +112,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an IP address, a network or *: {entry!r}") from None
         return value
 
-    @field_validator("LOG_LEVEL", mode="before")
+    @field_validator("LOG_LEVEL", "LOG_FORMAT", mode="before")
     @classmethod
     def _lower_level(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -138,6 +142,13 @@ class Settings(BaseSettings):
     def _check_secret(cls, value: str | None) -> str | None:
         if value is not None and len(value.encode()) < 32:
             raise ValueError("must be at least 32 bytes (HS256 keys shorter than that are weak)")
+        return value or None
+
+    @field_validator("METRICS_TOKEN")
+    @classmethod
+    def _check_metrics_token(cls, value: str | None) -> str | None:
+        if value is not None and 0 < len(value.encode()) < 16:
+            raise ValueError("must be at least 16 bytes (it guards the metrics)")
         return value or None
 
     @field_validator("SOCKET_PATH")

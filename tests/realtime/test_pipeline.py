@@ -83,7 +83,7 @@ class Recorder:
         return [("everyone", event)]
 
     # Delivery.
-    def deliver(self, envelopes: list[tuple[Any, ...]]) -> None:
+    def deliver(self, envelopes: list[tuple[Any, ...]], committed: float | None = None) -> None:
         self.calls.extend(envelopes)
 
     # Live authorization.

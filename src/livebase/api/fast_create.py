@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from livebase.api.bodies import read_body, replay
 from livebase.api.conditional import etag
+from livebase.api.request_metrics import ROUTE_TEMPLATE
 from livebase.api.responses import ORJSONResponse, error_response
 from livebase.services.errors import ServiceError
 
@@ -50,6 +51,7 @@ class ItemCreateFastPath:
             await self.app(scope, replay(body, receive), send)
             return
         services = self.state.services
+        scope[ROUTE_TEMPLATE] = "/items/{collection}"  # the FastAPI route's, for the metrics
         try:
             who = await services.auth.authenticate(token)
             created = await services.items.create_versioned(collection, values, who)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from livebase.metrics import BROADCASTS, BROADCASTS_REFUSED
 from livebase.realtime.connections import Connection
 from livebase.realtime.emits import ToRoom
 from livebase.realtime.rooms import (
@@ -52,18 +53,24 @@ class Broadcasts:
 
     async def send(self, connection: Connection, raw: object) -> Ack:
         """Broadcast what ``raw`` asks (``{room, event, data}``), or say why not."""
+        reason = "invalid"  # the metrics' label of a refusal, by the check that refused
         try:
             room, event, data = _request(raw)
+            reason = "room"
             _check_room(connection, room)
+            reason = "validator"
             await self._check_validator(connection, room, event, data)
         except RoomRefused as exc:
+            BROADCASTS_REFUSED.labels(reason).inc()
             return {"success": False, "message": str(exc)}
         if not self._take(connection):
+            BROADCASTS_REFUSED.labels("rate_limited").inc()
             return {"success": False, "message": "rate limited"}
         sender = {"userId": connection.user_id, "socketId": connection.sid}
         payload = stamped({"room": room, "event": event, "data": data, "from": sender})
         self._publish(ToRoom(room, ROOM_MESSAGE, payload, skip=connection.sid))
         self.sent += 1
+        BROADCASTS.inc()
         return {"success": True, "room": room}
 
     def _take(self, connection: Connection) -> bool:

@@ -21,10 +21,12 @@ the replay already covered are not written twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from livebase.metrics import DELIVERY_LATENCY, FRAMES_DELIVERED, ByEventType
 from livebase.realtime.codec import event_packet
 from livebase.realtime.connections import Connection
 from livebase.realtime.offsets import Progress, offset
@@ -83,7 +85,7 @@ class Delivery:
         progress: Progress,
         max_queue: int,
         max_queue_bytes: int,
-        drop: Callable[[str, str], None],
+        drop: Callable[[str, str, str], None],
     ) -> None:
         self._eio_sockets = eio_sockets  # python-engineio's eio_sid -> socket table
         self._connections = connections  # sid -> Connection
@@ -97,49 +99,66 @@ class Delivery:
         self._replay_encoded: dict[tuple[int, str, int | None], tuple[Any, _Encoded]] = {}
         self.delivered = 0
         self.direct = 0  # of which written straight to the transport
+        self._frames = ByEventType(FRAMES_DELIVERED)
 
-    def deliver(self, envelopes: Iterable[Envelope]) -> None:
+    def deliver(self, envelopes: Iterable[Envelope], committed: float | None = None) -> None:
+        """Write (or queue) each envelope to its sockets.
+
+        ``committed``: when the logged change these envelopes tell of was written
+        (seconds since the epoch); the delivery latency is measured from it.
+        """
+        delivered = 0
+        for envelope in envelopes:
+            reached = self._fan_out(envelope)
+            if reached:  # counted per envelope, never per socket
+                self._frames(envelope.event).inc(reached)
+                delivered += reached
+        self.delivered += delivered
+        if committed is not None and delivered:
+            DELIVERY_LATENCY.observe(max(0.0, time.time() - committed))
+
+    def _fan_out(self, envelope: Envelope) -> int:
+        """Write one envelope to its sockets; how many it reached."""
         # The loop per recipient is the fan-out's hot path: written out, not calls.
         connections, held, sessions = self._connections, self._held, self._eio_sockets
         paused = self._paused
         delivered = direct = 0
-        for envelope in envelopes:
-            position = envelope.position
-            tagged = _Encoded(
-                envelope.event,
-                envelope.payload,
-                offset(self._progress.position if position is None else position),
-                position,
-            )
-            plain = None
-            for sid in envelope.sids:
-                connection = connections.get(sid)
-                if connection is None:
-                    continue
-                if paused and sid in paused and self._waits(sid, envelope):
-                    continue
-                if held and sid in held and self._still_held(sid, envelope):
-                    continue
-                if connection.pid is not None:
-                    encoded = tagged
-                else:
-                    if plain is None:
-                        plain = _Encoded(envelope.event, envelope.payload, None, position)
-                    encoded = plain
-                session = sessions.get(connection.eio_sid)
-                if session is None or session.closed or session.closing:
-                    continue
-                transport = session.direct_transport()
-                if transport is not None:
-                    transport.write(encoded.frame or encoded.get_frame())
-                    direct += 1
-                elif not self._queue(sid, session, encoded.get_packet()):
-                    continue
-                delivered += 1
-                if position is not None:
-                    connection.sent = position
-        self.delivered += delivered
+        position = envelope.position
+        tagged = _Encoded(
+            envelope.event,
+            envelope.payload,
+            offset(self._progress.position if position is None else position),
+            position,
+        )
+        plain = None
+        for sid in envelope.sids:
+            connection = connections.get(sid)
+            if connection is None:
+                continue
+            if paused and sid in paused and self._waits(sid, envelope):
+                continue
+            if held and sid in held and self._still_held(sid, envelope):
+                continue
+            if connection.pid is not None:
+                encoded = tagged
+            else:
+                if plain is None:
+                    plain = _Encoded(envelope.event, envelope.payload, None, position)
+                encoded = plain
+            session = sessions.get(connection.eio_sid)
+            if session is None or session.closed or session.closing:
+                continue
+            transport = session.direct_transport()
+            if transport is not None:
+                transport.write(encoded.frame or encoded.get_frame())
+                direct += 1
+            elif not self._queue(sid, session, encoded.get_packet()):
+                continue
+            delivered += 1
+            if position is not None:
+                connection.sent = position
         self.direct += direct
+        return delivered
 
     # -- a live query's snapshot ------------------------------------------------------------
 
@@ -188,7 +207,9 @@ class Delivery:
     def _waits(self, sid: str, envelope: Envelope) -> bool:
         waiting = self._paused[sid].waiting
         if len(waiting) >= self._max_queue:
-            self._drop(sid, f"{self._max_queue} events arrived while a snapshot was read")
+            self._drop(
+                sid, f"{self._max_queue} events arrived while a snapshot was read", "packets"
+            )
         else:
             waiting.append(envelope)
         return True
@@ -268,7 +289,7 @@ class Delivery:
         state = self._held[sid]
         if state.waiting is not None:
             if len(state.waiting) >= self._max_queue:
-                self._drop(sid, f"{self._max_queue} events arrived during its recovery")
+                self._drop(sid, f"{self._max_queue} events arrived during its recovery", "packets")
             else:
                 state.waiting.append(envelope)
             return True
@@ -319,6 +340,7 @@ class Delivery:
         elif not self._queue(connection.sid, session, encoded.get_packet()):
             return
         self.delivered += 1
+        self._frames(encoded.event).inc()  # one socket's replay or backlog: not the fan-out
         if encoded.position is not None:
             connection.sent = encoded.position
 
@@ -326,14 +348,16 @@ class Delivery:
         queue = session.queue
         if queue.qsize() >= self._max_queue:
             self._drop(
-                sid, f"slow consumer: {queue.qsize()} packets waiting (bound {self._max_queue})"
+                sid,
+                f"slow consumer: {queue.qsize()} packets waiting (bound {self._max_queue})",
+                "packets",
             )
             return False
         # Past the bound before this packet, not with it: one event bigger than
         # the bound still reaches a client that has kept up.
         reason = session.over_bytes(self._max_queue_bytes)
         if reason is not None:
-            self._drop(sid, reason)
+            self._drop(sid, reason, "bytes")
             return False
         session.push(packet)
         return True

@@ -18,7 +18,7 @@ from livebase.realtime.delivery import Delivery
 from livebase.realtime.emits import ToEveryone, ToRoom, notification_emit
 from livebase.realtime.live_queries import LiveQueries
 from livebase.realtime.pipeline import EVERY_PROCESS_CONFIRMED, EventKind, Spread
-from livebase.realtime.router import Router
+from livebase.realtime.router import ITEM_EVENTS, Router
 from livebase.services.events import (
     ChangeEvent,
     FileChanged,
@@ -41,10 +41,11 @@ def event_kinds(
 
     async def change(event: ChangeEvent) -> None:
         if await authorization.changed(event):
-            deliver([*router.change(event), *(await live.change(event))])
+            deliver([*router.change(event), *(await live.change(event))], _committed(event))
 
-    def to_room(emit: ToRoom) -> None:
-        deliver(router.to_room(emit.room, emit.event, emit.payload, emit.position, emit.skip))
+    def to_room(emit: ToRoom, committed: float | None = None) -> None:
+        envelopes = router.to_room(emit.room, emit.event, emit.payload, emit.position, emit.skip)
+        deliver(envelopes, committed)
 
     return [
         EventKind(
@@ -55,23 +56,31 @@ def event_kinds(
             decode=lambda message: messages.change_event(message, registry),
             spread=_change_spread,
             on_arrival=authorization.change_arrived,
+            published_as=lambda event: ITEM_EVENTS[event.action],
         ),
         EventKind(
             FileChanged,
-            lambda event: deliver(router.file(event)),
+            lambda event: deliver(router.file(event), _committed(event)),
             encode=messages.file,
             message=messages.FILE,
             decode=lambda message: messages.file_event(message, registry),
+            published_as=lambda event: f"file.{event.action}",
         ),
         EventKind(
             NotificationChanged,
-            lambda event: to_room(notification_emit(event)),
+            lambda event: to_room(notification_emit(event), _committed(event)),
             encode=messages.notification,
             message=messages.NOTIFICATION,
             decode=messages.notification_event,
+            published_as=lambda event: f"notification.{event.action}",
         ),
         EventKind(
-            ToRoom, to_room, encode=messages.room, message=messages.ROOM, decode=messages.room_emit
+            ToRoom,
+            to_room,
+            encode=messages.room,
+            message=messages.ROOM,
+            decode=messages.room_emit,
+            published_as=lambda emit: emit.event,
         ),
         EventKind(
             ToEveryone,
@@ -79,6 +88,7 @@ def event_kinds(
             encode=messages.everyone,
             message=messages.EVERYONE,
             decode=messages.everyone_emit,
+            published_as=lambda emit: emit.event,
         ),
         EventKind(
             SessionRevoked,
@@ -104,6 +114,11 @@ def event_kinds(
             decode=messages.takeover_event,
         ),
     ]
+
+
+def _committed(event: ChangeEvent | FileChanged | NotificationChanged) -> float | None:
+    """When a logged change was written (the change log's ``changed_at``)."""
+    return event.timestamp.timestamp() if event.position is not None else None
 
 
 def _change_spread(event: ChangeEvent) -> Spread:

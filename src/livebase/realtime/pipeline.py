@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from livebase.metrics import EVENTS_PUBLISHED, ByEventType
 from livebase.realtime.cluster import Manager
 from livebase.realtime.messages import Message
 from livebase.realtime.offsets import Progress
@@ -58,6 +59,9 @@ class EventKind(Generic[E]):
     spread: Callable[[E], Spread] = _everywhere
     # On the other processes, before ``handle``: catch up what the event changed.
     on_arrival: Callable[[E], Awaitable[None]] | None = None
+    # The client event it becomes, counted where it is published (the metrics'
+    # ``type``); None: a change of rules or sockets, which no client receives as such.
+    published_as: Callable[[E], str] | None = None
 
 
 class Pipeline:
@@ -69,6 +73,7 @@ class Pipeline:
         self._progress = progress  # ... and the last one handled to the end
         self._by_type: dict[type, EventKind[Any]] = {}
         self._by_message: dict[str, EventKind[Any]] = {}
+        self._published = ByEventType(EVENTS_PUBLISHED)
         for kind in kinds:
             self._by_type[kind.type] = kind
             if kind.message is not None:
@@ -79,6 +84,7 @@ class Pipeline:
         if self._seen(event):
             return
         kind = self._by_type[type(event)]
+        self._count(kind, event)
         await self._handle(kind, event)
         if kind.encode is None or not self._manager.clustered:
             return
@@ -93,6 +99,7 @@ class Pipeline:
         (emits to rooms and to everyone): callable from code that cannot await.
         """
         kind = self._by_type[type(event)]
+        self._count(kind, event)
         handled = kind.handle(event)
         assert handled is None, f"{kind.type.__name__} is handled asynchronously"
         if kind.encode is not None and self._manager.clustered:
@@ -117,6 +124,10 @@ class Pipeline:
         """Positions up to ``position`` were handled before this process started."""
         self._position = max(self._position, position)
         self._progress.position = max(self._progress.position, position)
+
+    def _count(self, kind: EventKind[Any], event: Any) -> None:
+        if kind.published_as is not None:
+            self._published(kind.published_as(event)).inc()
 
     async def _handle(self, kind: EventKind[Any], event: Any) -> None:
         handled = kind.handle(event)

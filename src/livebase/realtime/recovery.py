@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from livebase.metrics import RECOVERIES, RECOVERIES_REFUSED
 from livebase.realtime.connections import Connection
 from livebase.realtime.memberships import Memberships
 from livebase.realtime.offsets import Progress, position_of
@@ -116,26 +117,34 @@ class Recovery:
         try:
             recovered = await self._recover(who, auth, eio_sid)
         except (_NotRecoverable, TooMany) as exc:
-            _log.info("recovery refused for user %s: %s", who.user_id, exc)
+            reason = exc.reason if isinstance(exc, _NotRecoverable) else "too_many_missed"
+            _log.info(
+                "recovery refused for user %s: %s",
+                who.user_id,
+                exc,
+                extra={"event": "recovery_refused", "reason": reason, "user_id": who.user_id},
+            )
             self.counts["refused"] += 1
             self.on_refused(eio_sid, str(exc))
+            RECOVERIES_REFUSED.labels(reason).inc()
             return None
         self.counts["recovered"] += 1
+        RECOVERIES.inc()
         recovered.settled = self._attempts[str(pid)] = asyncio.get_running_loop().create_future()
         return recovered
 
     async def _recover(self, who: Accountability, auth: dict[str, Any], eio_sid: str) -> Recovered:
         pid, offset = auth.get("pid"), position_of(auth.get("offset"))
         if not isinstance(pid, str) or len(pid) != _PID_LENGTH:
-            raise _NotRecoverable("no usable pid")
+            raise _NotRecoverable("bad_request", "no usable pid")
         if offset is None:
-            raise _NotRecoverable("no usable offset")
+            raise _NotRecoverable("bad_request", "no usable offset")
         record = await self.book.take(pid)
         if record is None:
-            raise _NotRecoverable("unknown or expired session")
+            raise _NotRecoverable("unknown_session", "unknown or expired session")
         if record.user_id != who.user_id:
             await self.book.put_back(pid, record)
-            raise _NotRecoverable("the session is another user's")
+            raise _NotRecoverable("other_user", "the session is another user's")
         connection = Connection(
             sid=record.sid,
             eio_sid=eio_sid,
@@ -148,16 +157,18 @@ class Recovery:
 
     async def _restore(self, connection: Connection, record: Record, offset: int) -> Recovered:
         if offset < record.start:
-            raise _NotRecoverable("the offset is older than the session")
+            raise _NotRecoverable("bad_offset", "the offset is older than the session")
         oldest, newest = await self._bounds(offset)
         if offset > max(newest, self._progress.position):
-            raise _NotRecoverable("the offset is not one of this deployment's")
+            raise _NotRecoverable("bad_offset", "the offset is not one of this deployment's")
         after = offset
         if record.upto is not None and record.sent is not None and record.sent <= offset:
             # It had every event written to it; up to ``upto`` nothing else was its.
             after = max(offset, min(record.upto, newest))
         if oldest > after + 1:
-            raise _NotRecoverable("the change log no longer holds what the socket missed")
+            raise _NotRecoverable(
+                "log_pruned", "the change log no longer holds what the socket missed"
+            )
         connection.left.update(record.left)
         collections, rooms = await self._memberships.still_allowed(
             connection, record.collections, record.rooms
@@ -169,7 +180,9 @@ class Recovery:
         until = max(after, await self.starting_point())
         missed = await self.replay.missed(connection, after, until)
         if self.holding + len(missed) > self._may_hold:
-            raise _NotRecoverable(f"recoveries under way already hold {self.holding} missed events")
+            raise _NotRecoverable(
+                "busy", f"recoveries under way already hold {self.holding} missed events"
+            )
         self.holding += len(missed)
         recovered = Recovered(connection, record, collections, rooms, offset, until, missed, ended)
         recovered.held = len(missed)
@@ -229,4 +242,8 @@ class Recovery:
 
 
 class _NotRecoverable(Exception):
-    pass
+    """Why a session cannot come back: ``reason``, a word for the metrics and the log."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

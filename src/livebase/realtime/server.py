@@ -61,7 +61,7 @@ from livebase.realtime.room_presence import LocalMembers, Members, RoomPresence,
 from livebase.realtime.rooms import RoomRules
 from livebase.realtime.router import Router
 from livebase.realtime.service import EventHandler, SocketService
-from livebase.realtime.stats import RealtimeStats
+from livebase.realtime.stats import Figures, RealtimeStats
 from livebase.realtime.stored_sessions import (
     RENEW_EVERY,
     RedisSessions,
@@ -106,7 +106,12 @@ class Realtime:
             self.progress, settings.CHANGE_LOG_RETENTION, self._transport_of
         )
         self.eviction = Eviction(
-            self.sio, self.connections, self._tasks, settings.SOCKET_MAX_QUEUE_BYTES, self.history
+            self.sio,
+            self.connections,
+            self._tasks,
+            settings.SOCKET_MAX_QUEUE,
+            settings.SOCKET_MAX_QUEUE_BYTES,
+            self.history,
         )
         # Packets python-socketio sends itself (acks) meet the byte bound too.
         self.sio.eio.on_overflow = self.eviction.overflowed
@@ -211,7 +216,13 @@ class Realtime:
             recovery.on_refused = self.history.refused
             self._tasks.spawn(self._renew_sessions(recovery.book))
         self._stats = RealtimeStats(
-            self._manager, self.connections, self.delivery, nodes, recovery, live
+            self.sio.eio.sockets,
+            self._manager,
+            self.connections,
+            self.delivery,
+            nodes,
+            recovery,
+            live,
         )
         self._inspector = Inspector(
             self.sio.eio.sockets,
@@ -298,6 +309,10 @@ class Realtime:
 
     def stats(self) -> dict[str, Any]:
         return self._stats.here()
+
+    def figures(self) -> Figures | None:
+        """This process's sockets as the metrics show them; None before start-up."""
+        return self._stats.figures() if self._attached is not None else None
 
     async def cluster_stats(self) -> dict[str, Any] | None:
         """Every node's stats and the totals, or None for one process (or Redis away)."""

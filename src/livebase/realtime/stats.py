@@ -1,8 +1,11 @@
 """``/stats/realtime``: this process's sockets, rooms and deliveries, and in a cluster every
-process's, from the stats each one publishes with its heartbeat (:mod:`nodes`)."""
+process's, from the stats each one publishes with its heartbeat (:mod:`nodes`); and the
+figures ``/metrics`` reads when it is scraped (:meth:`RealtimeStats.figures`)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from livebase.realtime.cluster import NAMESPACE, Manager
@@ -13,9 +16,20 @@ from livebase.realtime.nodes import NodeDirectory
 from livebase.realtime.recovery import Recovery
 
 
+@dataclass
+class Figures:
+    """This process's sockets, as the metrics show them (and an inspector would)."""
+
+    transports: dict[str, int] = field(default_factory=lambda: {"websocket": 0, "polling": 0})
+    roles: dict[str, int] = field(default_factory=dict)
+    queued_bytes: int = 0
+    live_subscriptions: int = 0
+
+
 class RealtimeStats:
     def __init__(
         self,
+        eio_sockets: dict[str, Any],
         manager: Manager,
         connections: Connections,
         delivery: Delivery,
@@ -23,6 +37,7 @@ class RealtimeStats:
         recovery: Recovery | None,
         live: LiveQueries,
     ) -> None:
+        self._eio_sockets = eio_sockets  # python-engineio's eio_sid -> session table
         self._manager = manager
         self._connections = connections
         self._delivery = delivery
@@ -46,6 +61,23 @@ class RealtimeStats:
             **({"recovery": dict(self._recovery.counts)} if self._recovery else {}),
             **({"pubsub": self._manager.counters()} if self._manager.clustered else {}),
         }
+
+    def figures(self) -> Figures:
+        """Open sockets by transport and role, the bytes waiting for them, their live
+        queries: one pass over this process's sockets."""
+        figures = Figures()
+        roles: Counter[str] = Counter()
+        sessions = self._eio_sockets
+        for connection in self._connections.by_sid.values():
+            roles[connection.role] += 1
+            session = sessions.get(connection.eio_sid)
+            if session is None:
+                continue
+            figures.transports["websocket" if session.upgraded else "polling"] += 1
+            figures.queued_bytes += session.bytes_waiting()
+        figures.roles = dict(roles)
+        figures.live_subscriptions = int(self._live.stats()["subscriptions"])
+        return figures
 
     async def beat(self) -> None:
         """Cluster only: publish this process's stats (and that it is alive)."""

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -241,6 +243,14 @@ class ChangeRelay:
             position=position,
         )
 
+    async def figures(self) -> tuple[int, int]:
+        """The log's entries and how many of them are not published yet (the metrics):
+        one read of the database."""
+        entries, last, published = await self.log.figures()
+        if self.leading:
+            published = max(published, self.published)
+        return entries, max(0, last - published)
+
     async def status(self) -> dict[str, Any]:
         """The log's size and how far behind publishing is (``/stats/realtime``)."""
         last = await self.log.last_position()
@@ -303,7 +313,18 @@ class ChangeRelay:
         self._leader = raw
         self.log.postgres = connection
         self.published = self._saved = await self.log.published()
-        _log.warning("this process now publishes the change log")
+        _log.warning(
+            "this process (pid %d on %s) now publishes the change log, from position %d",
+            os.getpid(),
+            socket.gethostname(),
+            self.published,
+            extra={
+                "event": "relay_takeover",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "published": self.published,
+            },
+        )
 
     async def _check_lead(self) -> None:
         """Give the lead up if its connection died (PostgreSQL has freed the lock then)."""
@@ -312,7 +333,10 @@ class ChangeRelay:
             async with self._lock, asyncio.timeout(POLL * 4):
                 await self._leader.driver_connection.fetchval("SELECT 1")
         except Exception:
-            _log.warning("lost the connection that holds the change log's lead")
+            _log.warning(
+                "lost the connection that holds the change log's lead",
+                extra={"event": "relay_lead_lost", "pid": os.getpid()},
+            )
             await self._lost_lead()
 
     def _notified(self, *args: Any) -> None:

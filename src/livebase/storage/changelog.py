@@ -268,6 +268,20 @@ class ChangeLog:
             )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def figures(self) -> tuple[int, int, int]:
+        """Its entries, newest position and the relay's cursor, in one query."""
+        async with self._db.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT count(*), max(position),"
+                        " (SELECT published FROM livebase_relay WHERE slot = 1)"
+                        " FROM livebase_changes"
+                    )
+                )
+            ).one()
+        return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
+
     async def size(self) -> int:
         async with self._db.connect() as conn:
             value = await conn.scalar(text("SELECT count(*) FROM livebase_changes"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -52,6 +53,7 @@ class RedisLink:
             retry=Retry(NoBackoff(), 1),
         )
         self.up: bool | None = None  # unknown until the first command
+        self._down_since = 0.0  # time.monotonic() when the current outage began
         self._reset: asyncio.Future[None] | None = None
 
     def key(self, *parts: str) -> str:
@@ -62,18 +64,34 @@ class RedisLink:
             # Pooled connections to the Redis that went away would each fail
             # once more after it comes back: drop them all now.
             self._reset = asyncio.ensure_future(self.client.connection_pool.disconnect())
+            self._down_since = time.monotonic()
             _log.warning(
                 "Redis at %s is unreachable (%s): cross-process delivery, cluster presence "
                 "and shared rate limits are paused; this process keeps serving its own "
                 "clients and retries by itself",
                 redacted(self.url),
                 exc,
+                extra={
+                    "event": "redis_outage_begin",
+                    "redis": redacted(self.url),
+                    "error": str(exc) or type(exc).__name__,
+                },
             )
         self.up = False
 
     def recovered(self) -> None:
         if self.up is False:
-            _log.warning("Redis at %s is reachable again", redacted(self.url))
+            down_for = round(time.monotonic() - self._down_since, 3)
+            _log.warning(
+                "Redis at %s is reachable again (after %s s)",
+                redacted(self.url),
+                down_for,
+                extra={
+                    "event": "redis_outage_end",
+                    "redis": redacted(self.url),
+                    "down_seconds": down_for,
+                },
+            )
         self.up = True
 
     async def attempt(self, command: Awaitable[T]) -> T | None:

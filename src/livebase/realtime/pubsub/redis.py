@@ -28,6 +28,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from livebase.metrics import REDIS_PUBLISH_FAILURES
 from livebase.realtime.pubsub.base import PubSub, Receive
 from livebase.storage.redis import RedisLink
 
@@ -98,6 +99,7 @@ class RedisPubSub(PubSub):
                 except (RedisError, OSError) as exc:
                     self._link.failed(exc)
                     self.dropped += len(batch)
+                    REDIS_PUBLISH_FAILURES.inc(len(batch))
                     counts = [0] * len(batch)
                 else:
                     self._link.recovered()
