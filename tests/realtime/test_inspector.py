@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from livebase.realtime.inspector import quantile
 from tests.helpers import bearer
 from tests.realtime.conftest import Client, Live
 
@@ -65,6 +66,12 @@ async def test_the_room_is_for_administrators_only(live: Live) -> None:
     assert entry["collection"] == "posts" and entry["action"] == "create"
     assert entry["offset"].isdigit() and entry["time"] and entry["userId"]
     await admin.wait_for("inspector.sockets")  # the periodic push went out since
+    # The post was delivered (to Ann's socket): its latency is in the p99 of the minute.
+    figures = await admin.wait_for("inspector.figures", lambda f: f["latencyP99"] is not None)
+    assert 0 < figures["latencyP99"] <= 30 and figures["slowConsumerDisconnects"] == 0
+    assert figures["eventsPerSecond"] is not None and figures["framesPerSecond"] is not None
+    assert figures["changeLog"]["lastPosition"] >= int(entry["offset"])
+    assert figures["changeLog"]["behind"] >= 0 and figures["openSockets"] == 3
 
     # Whatever went to the room went after the refusals: the sentinel comes after it all.
     await live.sentinel(user, anonymous, admin)
@@ -148,3 +155,20 @@ async def test_the_socket_list_is_for_administrators_and_checks_its_input(live: 
         response = await live.api.client.get(url, headers=live.api.admin, params={"limit": limit})
         assert response.status_code == 400, (limit, response.text)
         assert response.json()["error"]["code"] == "BAD_REQUEST"
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        ([0, 0, 0], None),  # nothing delivered
+        ([10, 10, 10], 0.99 * 0.01),  # all in the first bucket: interpolated from 0
+        ([0, 100, 100], 0.01 + 0.99 * 0.09),  # all in the second: from its lower bound
+        ([50, 99, 100], 0.1),  # the 99th of 100 ends the second bucket
+        ([0, 0, 5], 0.1),  # past the last bound: the last bound, as Prometheus says
+    ],
+)
+def test_the_p99_is_prometheus_histogram_quantile(
+    counts: list[int], expected: float | None
+) -> None:
+    result = quantile(0.99, [0.01, 0.1], counts)
+    assert result == pytest.approx(expected) if expected is not None else result is None

@@ -28,9 +28,12 @@ import asyncio
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
+from livebase.metrics import DELIVERY_LATENCY, SLOW_CONSUMER_DISCONNECTS
 from livebase.realtime.cluster import NAMESPACE, Manager
 from livebase.realtime.connections import Connection, Connections
 from livebase.realtime.offsets import offset
@@ -50,6 +53,7 @@ TAIL_LIMIT = 50  # entries per read of the log; a larger burst shows its newest
 TAIL_START = 20  # entries a watcher gets when it joins
 TAIL_EVERY = 0.5  # seconds between reads of the log while someone watches
 FIGURES_EVERY = 2.0  # seconds between socket lists and figures while someone watches
+LATENCY_WINDOW = 30  # pushes of the figures (a minute) the delivery latency p99 covers
 
 Ask = Callable[[str, Any], Awaitable[list[tuple[str, Any]]]]
 Tell = Callable[[str, str, Any], None]
@@ -77,7 +81,8 @@ class Inspector:
         self._ask = ask
         self._seen: set[str] = set()  # the watchers already fed
         self._tail_after: int | None = None  # the newest entry the watchers were sent
-        self._previous: tuple[float, int, int] | None = None  # (when, log position, frames)
+        # The totals at the last pushes: rates over the last one, p99 over them all.
+        self._previous: deque[tuple[float, _Counted]] = deque(maxlen=LATENCY_WINDOW)
 
     # -- the socket list ---------------------------------------------------------------------
 
@@ -137,9 +142,13 @@ class Inspector:
             "queuedBytes": session.bytes_waiting() if session is not None else 0,
         }
 
-    def _figures_here(self) -> dict[str, int]:
-        here = self._stats.here()
-        return {"delivered": int(here.get("delivered", 0))}
+    def _figures_here(self) -> dict[str, Any]:
+        """What this process counted since it started (the asker takes differences)."""
+        return {
+            "delivered": int(self._stats.here().get("delivered", 0)),
+            "slowConsumerDisconnects": _counter_total(SLOW_CONSUMER_DISCONNECTS),
+            "latencyBuckets": _buckets(DELIVERY_LATENCY),
+        }
 
     async def _add_emails(self, sockets: list[dict[str, Any]]) -> None:
         ids = sorted({s["userId"] for s in sockets if s.get("userId")})
@@ -175,7 +184,8 @@ class Inspector:
             await asyncio.sleep(TAIL_EVERY)
             watching = self.watchers()
             if not watching:
-                self._seen, self._tail_after, self._previous = set(), None, None
+                self._seen, self._tail_after = set(), None
+                self._previous.clear()
                 continue
             try:
                 new = [sid for sid in watching if sid not in self._seen]
@@ -216,27 +226,34 @@ class Inspector:
             self._tell(sid, "inspector.figures", figures)
 
     def _headline(self, listing: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        """Open sockets, events and frames per second since the last figures, the log's lag."""
+        """Open sockets; events and frames per second since the last figures; delivery
+        latency p99 over the last minute; slow-consumer disconnects; the log's lag."""
         summed = listing["figures"]
-        now, position, frames = time.monotonic(), int(status["lastPosition"]), summed["delivered"]
-        events_per_second = frames_per_second = None
-        if self._previous is not None:
-            then, then_position, then_frames = self._previous
+        now = time.monotonic()
+        current = _Counted(
+            int(status["lastPosition"]), summed["delivered"], summed["latencyBuckets"]
+        )
+        events_per_second = frames_per_second = p99 = None
+        if self._previous:
+            then, before = self._previous[-1]
             elapsed = max(now - then, 1e-3)
-            events_per_second = round(max(0, position - then_position) / elapsed, 2)
-            frames_per_second = round(max(0, frames - then_frames) / elapsed, 2)
-        self._previous = (now, position, frames)
-        transports: dict[str, int] = {}
-        for socket in listing["sockets"]:
-            transports[socket["transport"]] = transports.get(socket["transport"], 0) + 1
+            events_per_second = round(max(0, current.position - before.position) / elapsed, 2)
+            frames_per_second = round(max(0, current.frames - before.frames) / elapsed, 2)
+            _oldest, first = self._previous[0]
+            if len(first.buckets) == len(current.buckets):
+                pairs = zip(current.buckets, first.buckets, strict=True)
+                p99 = quantile(0.99, _LATENCY_BOUNDS, [max(0, a - b) for a, b in pairs])
+        self._previous.append((now, current))
         return {
             "openSockets": listing["total"],
             "nodes": listing["nodes"],
             "eventsPerSecond": events_per_second,
             "framesPerSecond": frames_per_second,
-            "framesDelivered": frames,
+            "framesDelivered": current.frames,
+            "latencyP99": None if p99 is None else round(p99, 4),
+            "slowConsumerDisconnects": summed["slowConsumerDisconnects"],
             "changeLog": {
-                "lastPosition": position,
+                "lastPosition": current.position,
                 "behind": status["behind"],
                 "entries": status["entries"],
             },
@@ -244,13 +261,67 @@ class Inspector:
         }
 
 
-def _summed(figures: list[dict[str, Any]]) -> dict[str, int]:
-    total: dict[str, int] = {"delivered": 0}
+@dataclass(frozen=True)
+class _Counted:
+    """The cluster's running totals at one push of the figures."""
+
+    position: int  # the change log's newest position
+    frames: int  # frames delivered, every node together
+    buckets: list[int]  # the delivery latency histogram's cumulative buckets, summed
+
+
+def _summed(figures: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every node's figures added up (numbers, and bucket lists position by position)."""
+    total: dict[str, Any] = {"delivered": 0, "slowConsumerDisconnects": 0, "latencyBuckets": []}
     for one in figures:
         for name, value in one.items():
             if isinstance(value, int):
                 total[name] = total.get(name, 0) + value
+            elif isinstance(value, list) and name == "latencyBuckets":
+                mine = total[name]
+                if not mine:
+                    total[name] = [int(v) for v in value]
+                elif len(mine) == len(value):
+                    total[name] = [a + int(b) for a, b in zip(mine, value, strict=True)]
     return total
+
+
+def _counter_total(counter: Any) -> int:
+    """A prometheus-client counter's value in this process, all its labels together."""
+    samples = (s for metric in counter.collect() for s in metric.samples)
+    return int(sum(s.value for s in samples if s.name.endswith("_total")))
+
+
+def _buckets(histogram: Any) -> list[int]:
+    """A prometheus-client histogram's cumulative bucket counts in this process."""
+    samples = (s for metric in histogram.collect() for s in metric.samples)
+    return [int(s.value) for s in samples if s.name.endswith("_bucket")]
+
+
+def _bounds(histogram: Any) -> list[float]:
+    """Its buckets' finite upper bounds (``le``), in order."""
+    samples = (s for metric in histogram.collect() for s in metric.samples)
+    return [float(s.labels["le"]) for s in samples if s.name.endswith("_bucket")][:-1]
+
+
+_LATENCY_BOUNDS = _bounds(DELIVERY_LATENCY)
+
+
+def quantile(q: float, bounds: list[float], counts: list[int]) -> float | None:
+    """Prometheus's ``histogram_quantile``: the ``q`` quantile of cumulative bucket
+    ``counts`` (``bounds`` their upper bounds, then +Inf), interpolated linearly
+    inside its bucket; None without observations. In the +Inf bucket: the
+    highest finite bound, as Prometheus says."""
+    total = counts[-1] if counts else 0
+    if total <= 0:
+        return None
+    rank = q * total
+    below, lower = 0, 0.0
+    for bound, count in zip(bounds, counts, strict=False):
+        if count >= rank:
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1)
+        below, lower = count, bound
+    return bounds[-1]
 
 
 def _transport(session: Any) -> str:
