@@ -88,6 +88,12 @@ class Inspector:
 
     async def sockets(self, limit: int = MAX_SOCKETS) -> dict[str, Any]:
         """Every node's sockets, the newest connected first, at most ``limit``."""
+        listing = await self._gather(limit)
+        del listing["figures"]
+        return listing
+
+    async def _gather(self, limit: int) -> dict[str, Any]:
+        """:meth:`sockets`, with every node's running totals added up (``figures``)."""
         here = self.here(limit)
         answers = await self._ask(QUESTION, {"limit": limit})
         listings = [here] + [body for _node, body in answers if isinstance(body, dict)]
@@ -217,7 +223,7 @@ class Inspector:
             self._tell(sid, "inspector.tail", payload)
 
     async def _send_figures(self, watching: list[str]) -> None:
-        listing = await self.sockets()
+        listing = await self._gather(MAX_SOCKETS)
         status = await self._relay.status()
         figures = self._headline(listing, status)
         sockets = {k: listing[k] for k in ("sockets", "total", "limit", "nodes")}

@@ -14,7 +14,9 @@
   permissions, schemas, sessions and token expiry;
 - :mod:`memberships`: rooms and what goes with them;
 - :mod:`eviction`: disconnecting sockets the server no longer wants;
-- :mod:`stats`: ``/stats/realtime``, here and across a cluster.
+- :mod:`stats`: ``/stats/realtime``, here and across a cluster;
+- :mod:`inspector`: the administrators' live view (``/admin/``, the room
+  ``admin:inspector``, ``/stats/realtime/sockets``).
 
 Nothing else writes to sockets.
 """
