@@ -340,6 +340,7 @@
     session = null;
     sessionStorage.removeItem('livebase-demo-session');
     shown.clear();
+    names.clear(); // the next user may see other names, or none
     $('messages').replaceChildren();
     $('feed-view').hidden = true;
     $('login-view').hidden = false;
