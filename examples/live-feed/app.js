@@ -5,18 +5,24 @@
 // reload, and post messages through REST (POST /items/messages). The
 // connection state is always on screen. After a reconnect that recovered the
 // session, livebase replays the events missed meanwhile: no refetch then.
+// A message's `author` is a relation to `users` (key `author_Id`): the list is
+// read with `fields=*,author.firstName`, and since `item.*` events carry the
+// key only, the names it brought are kept by user id for the events to use.
 /* global io */
 'use strict';
 
 (function () {
   const COLLECTION = 'messages';
   const HISTORY = 50;
+  const WITH_AUTHOR = '*,author.firstName'; // the message's own fields, and its author's first name
   const config = window.livebaseConfig || { socketEnabled: true, socketPath: '/realtime' };
   const $ = (id) => document.getElementById(id);
 
   let session = null; // {token, user} from POST /auth/login
   let socket = null;
   const shown = new Map(); // message id -> its <li>
+  const names = new Map(); // user id -> first name, or null when unknown or unreadable
+  const lookingUp = new Set(); // user ids whose name is being fetched
 
   // -- REST -----------------------------------------------------------------------
 
@@ -110,12 +116,14 @@
     socket.on('item.created', (data) => {
       if (data.collection === COLLECTION) {
         showMessage(data.item);
+        learnAuthor(data.item);
       }
     });
 
     socket.on('item.updated', (data) => {
       if (data.collection === COLLECTION && shown.has(data.item.id)) {
         showMessage(data.item);
+        learnAuthor(data.item);
       }
     });
 
@@ -129,10 +137,41 @@
 
   // -- the feed ---------------------------------------------------------------------
 
-  function author(item) {
-    if (!item.author) return 'someone';
-    if (item.author === session.user.id) return 'you';
-    return `user ${String(item.author).slice(0, 8)}`;
+  // Who wrote a message: "you", the author's first name, or "someone" when there is
+  // no author (deleted: the relation is SET NULL) or the name cannot be read.
+  function byline(authorId) {
+    if (!authorId) return 'someone';
+    if (authorId === session.user.id) return 'you';
+    if (!names.has(authorId)) return '…'; // being looked up (learnAuthor)
+    return names.get(authorId) || 'someone';
+  }
+
+  // Keep the author's name from a message read with WITH_AUTHOR; for a message
+  // from an event (`author_Id` only) by an author not seen yet, read it once.
+  function learnAuthor(item) {
+    const authorId = item.author_Id;
+    if (!authorId || authorId === session.user.id) return;
+    if (item.author !== undefined) {
+      names.set(authorId, item.author?.firstName ?? null); // null: not readable
+      return;
+    }
+    if (names.has(authorId) || lookingUp.has(authorId)) return;
+    lookingUp.add(authorId);
+    const query = new URLSearchParams({ fields: 'author.firstName' });
+    rest('GET', `/items/${COLLECTION}/${encodeURIComponent(item.id)}?${query}`)
+      .then((found) => names.set(authorId, found.data.author?.firstName ?? null))
+      .catch(() => names.set(authorId, null)) // deleted meanwhile, or not readable: "someone"
+      .finally(() => {
+        lookingUp.delete(authorId);
+        for (const li of shown.values()) {
+          if (li.dataset.authorId === authorId) showByline(li);
+        }
+      });
+  }
+
+  function showByline(li) {
+    const when = li.dataset.createdAt ? new Date(li.dataset.createdAt).toLocaleTimeString() : '';
+    li.querySelector('.meta').textContent = `${byline(li.dataset.authorId)} ${when}`.trim();
   }
 
   function showMessage(item) {
@@ -154,20 +193,21 @@
     text.textContent = item.text ?? '';
     const meta = document.createElement('span');
     meta.className = 'meta';
-    const when = item.createdAt ? new Date(item.createdAt).toLocaleTimeString() : '';
-    meta.textContent = `${author(item)} ${when}`.trim();
     li.append(text, meta);
-    li.classList.toggle('mine', item.author === session.user.id);
+    li.dataset.authorId = item.author_Id || '';
+    showByline(li);
+    li.classList.toggle('mine', item.author_Id === session.user.id);
     li.scrollIntoView({ block: 'nearest' });
   }
 
   async function loadHistory() {
-    const query = new URLSearchParams({ sort: '["-createdAt"]', limit: String(HISTORY) });
+    const query = new URLSearchParams({ sort: '["-createdAt"]', limit: String(HISTORY), fields: WITH_AUTHOR });
     try {
       const page = await rest('GET', `/items/${COLLECTION}?${query}`);
       $('setup').hidden = true;
       $('post-form').hidden = false;
       showError('feed-error', null);
+      for (const item of page.data) learnAuthor(item);
       for (const item of page.data.reverse()) showMessage(item);
     } catch (error) {
       if (error.code === 'COLLECTION_NOT_FOUND') {
@@ -186,7 +226,7 @@
     const text = form.elements.text.value.trim();
     if (!text) return;
     try {
-      const created = await rest('POST', `/items/${COLLECTION}`, { text, author: session.user.id });
+      const created = await rest('POST', `/items/${COLLECTION}`, { text, author_Id: session.user.id });
       form.reset();
       showError('feed-error', null);
       showMessage(created.data); // the item.created event may come first or after: same id
@@ -197,6 +237,8 @@
 
   // -- first run: creating the collection ----------------------------------------------
 
+  // The requests that create the collection, each with the answer that means it
+  // is already there (the setup is sent again after a half-done first try).
   function setupRequests() {
     return [
       [
@@ -209,14 +251,23 @@
             timestamps: true,
             fields: {
               text: { type: 'String', allowNull: false },
-              author: { type: 'UUID' },
               // The React example shows one channel; this page shows them all.
               channel: { type: 'String', allowNull: false, defaultValue: 'general' },
             },
           },
         },
+        'COLLECTION_EXISTS',
       ],
-      ['POST', '/permissions', { role: 'user', collection: COLLECTION, action: 'read', fields: ['*'] }],
+      [
+        'POST',
+        `/schemas/${COLLECTION}/relationships`,
+        // Adds the key `author_Id`. SET NULL: a deleted account's messages stay, by "someone".
+        { name: 'author', type: 'M2O', target: 'users', alias: 'messages', onDelete: 'SET NULL' },
+        'RELATION_NAME_TAKEN',
+      ],
+      // Authors' first names, and nothing else of the users (no e-mails).
+      ['POST', '/permissions', { role: 'user', collection: 'users', action: 'read', fields: ['id', 'firstName'] }, 'CONFLICT'],
+      ['POST', '/permissions', { role: 'user', collection: COLLECTION, action: 'read', fields: ['*'] }, 'CONFLICT'],
       [
         'POST',
         '/permissions',
@@ -224,9 +275,10 @@
           role: 'user',
           collection: COLLECTION,
           action: 'create',
-          fields: ['text', 'author', 'channel'],
-          conditions: { author: { eq: '$CURRENT_USER' } },
+          fields: ['text', 'author_Id', 'channel'],
+          conditions: { author_Id: { eq: '$CURRENT_USER' } },
         },
+        'CONFLICT',
       ],
     ];
   }
@@ -251,8 +303,12 @@
   async function runSetup() {
     $('setup-button').disabled = true;
     try {
-      for (const [method, path, body] of setupRequests()) {
-        await rest(method, path, body);
+      for (const [method, path, body, alreadyThere] of setupRequests()) {
+        try {
+          await rest(method, path, body);
+        } catch (error) {
+          if (error.code !== alreadyThere) throw error;
+        }
       }
       await loadHistory();
     } catch (error) {
@@ -284,6 +340,7 @@
     session = null;
     sessionStorage.removeItem('livebase-demo-session');
     shown.clear();
+    names.clear(); // the next user may see other names, or none
     $('messages').replaceChildren();
     $('feed-view').hidden = true;
     $('login-view').hidden = false;

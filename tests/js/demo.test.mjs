@@ -95,13 +95,13 @@ describe('the demo page (DEMO_ENABLED, the default)', () => {
   test("the page's calls: login, no messages collection yet, the admin's setup, then a live feed", async () => {
     const api = new Api(server.url);
     const admin = await api.login(ADMIN_EMAIL, ADMIN_PASSWORD);
-    const ann = await api.register('ann@example.com');
-    const list = `/items/messages?sort=${encodeURIComponent('["-createdAt"]')}&limit=50`;
+    const ann = await api.register('ann@example.com', 'password-123', { firstName: 'Ann' });
+    const list = `/items/messages?sort=${encodeURIComponent('["-createdAt"]')}&limit=50&fields=${encodeURIComponent('*,author.firstName')}`;
 
     const missing = await api.request('GET', list, { token: ann.token, expect: 404 });
     assert.equal(missing.error.code, 'COLLECTION_NOT_FOUND');
 
-    // The three requests the page sends for an administrator (and prints for others).
+    // The requests the page sends for an administrator (and prints for others).
     await api.request('POST', '/schemas', {
       token: admin.token,
       expect: 201,
@@ -112,18 +112,22 @@ describe('the demo page (DEMO_ENABLED, the default)', () => {
           timestamps: true,
           fields: {
             text: { type: 'String', allowNull: false },
-            author: { type: 'UUID' },
             channel: { type: 'String', allowNull: false, defaultValue: 'general' },
           },
         },
       },
     });
+    await api.request('POST', '/schemas/messages/relationships', {
+      token: admin.token,
+      expect: 201,
+      json: { name: 'author', type: 'M2O', target: 'users', alias: 'messages', onDelete: 'SET NULL' },
+    });
+    await api.allow(admin.token, 'user', 'users', 'read', { fields: ['id', 'firstName'] });
     await api.allow(admin.token, 'user', 'messages', 'read');
     await api.allow(admin.token, 'user', 'messages', 'create', {
-      fields: ['text', 'author', 'channel'],
-      conditions: { author: { eq: '$CURRENT_USER' } },
+      fields: ['text', 'author_Id', 'channel'],
+      conditions: { author_Id: { eq: '$CURRENT_USER' } },
     });
-
     const { socket } = connectAsInTheGuide(server.url, ann.token);
     try {
       await eventually(() => socket.connected, { what: 'connect' });
@@ -133,23 +137,40 @@ describe('the demo page (DEMO_ENABLED, the default)', () => {
       });
       const sent = await api.request('POST', '/items/messages', {
         token: ann.token,
-        json: { text: 'hello', author: ann.user.id },
+        json: { text: 'hello', author_Id: ann.user.id },
         expect: 201,
       });
       await api.request('POST', '/items/messages', {
         token: ann.token,
-        json: { text: 'as someone else', author: admin.user.id },
+        json: { text: 'as someone else', author_Id: admin.user.id },
         expect: 403,
       });
       await eventually(() => feed.length === 1, { what: 'the message in the feed' });
       assert.deepEqual(feed[0], sent.data);
       const history = await api.request('GET', list, { token: ann.token });
       assert.deepEqual(
-        history.data.map((item) => item.text),
-        ['hello'],
+        history.data.map((item) => [item.text, item.author]),
+        [['hello', { id: ann.user.id, firstName: 'Ann' }]],
       );
+      // The users permission shows first names and nothing else: no e-mails.
+      const everyone = await api.request('GET', '/items/users?fields=*', { token: ann.token });
+      assert.ok(everyone.data.length >= 2);
+      for (const user of everyone.data) assert.deepEqual(Object.keys(user).sort(), ['firstName', 'id']);
     } finally {
       socket.disconnect();
+    }
+  });
+
+  test('no innerHTML in the three live feeds: messages and names reach the page as text', () => {
+    const sources = [
+      'examples/live-feed/app.js',
+      'examples/react-live-feed/src/LiveFeed.jsx',
+      'examples/vue-live-feed/src/LiveFeed.vue',
+    ];
+    for (const source of sources) {
+      const code = readFileSync(join(REPO, source), 'utf8');
+      assert.doesNotMatch(code, /\.(?:inner|outer)HTML\s*[+]?=|insertAdjacentHTML\(|document\.write\(/, source);
+      assert.doesNotMatch(code, /dangerouslySetInnerHTML|v-html/, source);
     }
   });
 });

@@ -255,3 +255,21 @@ async def live(
         finally:
             clients = live.clients if live else []
             await asyncio.gather(*(c.sio.disconnect() for c in clients if c.sio.connected))
+
+
+@pytest.fixture
+async def recovering() -> AsyncIterator[Callable[[Live], Any]]:
+    """Makes clients that can drop their connection and recover it; closes them after."""
+    # Imported here: recovering.py takes its TIMEOUT from this module.
+    from tests.realtime.recovering import Recovering
+
+    made: list[Recovering] = []
+
+    def make(live: Live) -> Recovering:
+        client = Recovering(live.base_url)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()

@@ -15,7 +15,6 @@ import pytest
 
 from tests.helpers import bearer
 from tests.realtime.conftest import Client, Live
-from tests.realtime.recovering import Recovering
 
 MESSAGES = {
     "text": {"type": "String"},
@@ -463,20 +462,6 @@ async def test_pinned_filters_are_found_through_the_index(live: Live) -> None:
 
 
 # -- recovery, and the Python client ---------------------------------------------------
-
-
-@pytest.fixture
-async def recovering() -> Any:
-    made: list[Recovering] = []
-
-    def make(live: Live) -> Recovering:
-        client = Recovering(live.base_url)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 async def _rest_general(live: Live) -> dict[str, str]:

@@ -10,7 +10,6 @@ import pytest
 
 from tests.helpers import bearer
 from tests.realtime.conftest import Client, Live
-from tests.realtime.recovering import Recovering
 
 FIELDS = ["text", "author.firstName"]
 
@@ -121,20 +120,6 @@ async def test_paths_in_a_live_filter_or_sort_are_refused(live: Live) -> None:
         assert answer["message"]
     headers = bearer(world["ann_token"])
     assert (await live.api.client.get("/items/messages", headers=headers)).status_code == 200
-
-
-@pytest.fixture
-async def recovering() -> Any:
-    made: list[Recovering] = []
-
-    def make(live: Live) -> Recovering:
-        client = Recovering(live.base_url)
-        made.append(client)
-        return client
-
-    yield make
-    for client in made:
-        await client.close()
 
 
 @pytest.mark.parametrize("transport", ["websocket"])

@@ -8,9 +8,12 @@ import { CHANNEL, COLLECTION, explain, postMessage } from './api.js';
 import { useLiveQuery } from './useLiveQuery.js';
 
 // The newest 50 messages of the channel; the server keeps the result up to date.
+// `author` is a relation to `users`: every item, in the snapshot and in each
+// event, comes with `author: {id, firstName}` (or null), under our permissions.
 const NEWEST_IN_CHANNEL = {
   collection: COLLECTION,
   filter: { channel: { eq: CHANNEL } },
+  fields: ['*', 'author.firstName'],
   sort: ['-createdAt'],
   limit: 50,
 };
@@ -120,10 +123,12 @@ export default function LiveFeed({ session, onStatus, onSignOut }) {
 }
 
 function Message({ item, me }) {
-  const who = !item.author ? 'someone' : item.author === me ? 'you' : `user ${String(item.author).slice(0, 8)}`;
+  const mine = item.author_Id === me;
+  // "someone": no author (a deleted account: the relation is SET NULL), or a name we may not read.
+  const who = mine ? 'you' : item.author?.firstName || 'someone';
   const when = item.createdAt ? new Date(item.createdAt).toLocaleTimeString() : '';
   return (
-    <li data-id={item.id} className={item.author === me ? 'mine' : undefined}>
+    <li data-id={item.id} className={mine ? 'mine' : undefined}>
       <span className="text">{item.text}</span>
       <span className="meta">{`${who} ${when}`.trim()}</span>
     </li>

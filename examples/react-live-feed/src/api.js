@@ -27,8 +27,9 @@ export const login = (email, password) => rest('POST', '/auth/login', { body: { 
 
 export const logout = (token) => rest('POST', '/auth/logout', { token });
 
-export async function postMessage(token, text, author) {
-  const created = await rest('POST', `/items/${COLLECTION}`, { token, body: { text, author, channel: CHANNEL } });
+export async function postMessage(token, text, authorId) {
+  const body = { text, author_Id: authorId, channel: CHANNEL };
+  const created = await rest('POST', `/items/${COLLECTION}`, { token, body });
   return created.data;
 }
 

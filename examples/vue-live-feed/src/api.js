@@ -1,6 +1,9 @@
 // The REST calls the feed makes, on the page's own origin (livebase, or Vite's proxy).
 
 export const COLLECTION = 'messages';
+// A message's own fields (its `author_Id` among them) and its author's first name:
+// `author` is a relation to `users`, answered as {id, firstName}, or null.
+const WITH_AUTHOR = '*,author.firstName';
 
 export async function rest(method, path, { token, body } = {}) {
   const headers = {};
@@ -26,15 +29,22 @@ export const login = (email, password) => rest('POST', '/auth/login', { body: { 
 
 export const logout = (token) => rest('POST', '/auth/logout', { token });
 
-/** The latest messages, oldest first. */
+/** The latest messages with their authors' names, oldest first. */
 export async function recentMessages(token, limit = 50) {
-  const query = new URLSearchParams({ sort: '["-createdAt"]', limit: String(limit) });
+  const query = new URLSearchParams({ sort: '["-createdAt"]', limit: String(limit), fields: WITH_AUTHOR });
   const page = await rest('GET', `/items/${COLLECTION}?${query}`, { token });
   return page.data.reverse();
 }
 
-export async function postMessage(token, text, author) {
-  const created = await rest('POST', `/items/${COLLECTION}`, { token, body: { text, author } });
+/** The first name of a message's author, or null (no author, or not readable). */
+export async function authorName(token, messageId) {
+  const query = new URLSearchParams({ fields: 'author.firstName' });
+  const found = await rest('GET', `/items/${COLLECTION}/${encodeURIComponent(messageId)}?${query}`, { token });
+  return found.data.author?.firstName ?? null;
+}
+
+export async function postMessage(token, text, authorId) {
+  const created = await rest('POST', `/items/${COLLECTION}`, { token, body: { text, author_Id: authorId } });
   return created.data;
 }
 

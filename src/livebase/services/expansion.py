@@ -158,10 +158,24 @@ def _is_relation(reach: Reach | None, collection: Collection, name: str) -> bool
     return reach is not None and reach.hop(collection, name) is not None
 
 
-def _hop(source: Collection, reach: Reach | None, name: str, rest: list[str], depth: int) -> Hop:
+def _hop(
+    source: Collection,
+    reach: Reach | None,
+    name: str,
+    rest: list[str],
+    depth: int,
+    came_by: Relation | None = None,
+) -> Hop:
     if depth > MAX_DEPTH:
         raise PathError(f"fields: a path goes more than {MAX_DEPTH} relations deep at {name!r}")
     relation, target = relation_of(reach, source, name, name, "fields")
+    if came_by is not None and relation.goes_back(came_by):
+        # author.messages.author... only reads again what the path came from.
+        raise PathError(
+            f"fields: {came_by.name}.{name} goes back the way it came (a cycle); "
+            f"ask for the fields of {source.name} itself instead",
+            "PATH_CYCLE",
+        )
     assert reach is not None
     scope = reach.scope(target)
     junction = reach.collection(relation.junction) if relation.junction else None
@@ -182,7 +196,9 @@ def _hop(source: Collection, reach: Reach | None, name: str, rest: list[str], de
             raise BadRequest(f"{target.name} has no field or relation {entry!r}", "UNKNOWN_FIELD")
     children = tuple(
         child
-        for child in (_hop(target, reach, n, more, depth + 1) for n, more in deeper.items())
+        for child in (
+            _hop(target, reach, n, more, depth + 1, relation) for n, more in deeper.items()
+        )
         # A relation the reader may not follow from a related item is cut, like a field.
         if scope is not None and relation_readable(scope, child.relation)
     )

@@ -135,6 +135,18 @@ class Relation:
         """Whether ``foreign_key`` is a field of ``collection`` (else of ``target``)."""
         return self.to_one and not self.reversed
 
+    @property
+    def stored_as(self) -> tuple[str, str]:
+        """(collection, name) of the relation as stored: the same for it and its reverse."""
+        if self.reversed:
+            assert self.alias is not None
+            return (self.target, self.alias)
+        return (self.collection, self.name)
+
+    def goes_back(self, other: Relation) -> bool:
+        """Whether following ``self`` right after ``other`` returns the way ``other`` came."""
+        return self.stored_as == other.stored_as and self.reversed != other.reversed
+
     def reverse(self) -> Relation | None:
         """The relation seen from ``target`` under ``alias``, or None without an alias."""
         if self.alias is None or self.reversed:

@@ -213,9 +213,9 @@ export class Api {
     return this.request('POST', '/auth/login', { json: { email, password } });
   }
 
-  /** POST /auth/register → {token, user, role, expiresAt} */
-  register(email, password = 'password-123') {
-    return this.request('POST', '/auth/register', { json: { email, password }, expect: 201 });
+  /** POST /auth/register → {token, user, role, expiresAt}; `profile`: {firstName, lastName}. */
+  register(email, password = 'password-123', profile = {}) {
+    return this.request('POST', '/auth/register', { json: { email, password, ...profile }, expect: 201 });
   }
 
   createCollection(adminToken, name, fields) {
