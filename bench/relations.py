@@ -282,6 +282,14 @@ class Statements:
         return None
 
 
+def loop_cpu(pid: int) -> float:
+    """The CPU of the server's main thread (its event loop); the rest of its CPU is other
+    threads', SQLite's among them (aiosqlite runs every statement in a thread of its own)."""
+    with open(f"/proc/{pid}/task/{pid}/stat", encoding="latin-1") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / fanout.CLK_TCK
+
+
 def url(sc: Scenario, n: int, world: World) -> str:
     pages = max(1, -(-world.count(sc) // PAGE))
     return f"/items/{sc.collection}?limit={PAGE}&page={n % pages + 1}&fields={quote(sc.fields)}"
@@ -340,11 +348,13 @@ async def run_scenario(
     await requests(port, token, sc, world, args.warmup, args.concurrency, 0, errors)
     await fanout.quiesce(pids, 1, 0.3)
     before = await stats.read() if stats else None
+    loop0 = loop_cpu(pids[0])
     t0, cpu0, me0 = time.monotonic(), cluster.server_cpu(), time.process_time()
     lat = await requests(
         port, token, sc, world, args.requests, args.concurrency, args.warmup, errors
     )  # fmt: skip
     wall, cpu = time.monotonic() - t0, cluster.server_cpu() - cpu0
+    loop = loop_cpu(pids[0]) - loop0
     client_cpu = time.process_time() - me0
     after = await stats.read() if stats else None
     lat.sort()
@@ -354,6 +364,7 @@ async def run_scenario(
         "requests_per_s": round(r / wall, 1),
         "cpu_us_per_request": round(cpu * 1e6 / r),
         "server_cpu_pct": round(100 * cpu / wall, 1),
+        "loop_share_pct": round(100 * loop / cpu, 1) if cpu else None,
         "client_cpu_pct": round(100 * client_cpu / wall, 1),
         "latency_p50_ms": fanout._r(fanout.percentile(lat, 50)),
         "latency_p99_ms": fanout._r(fanout.percentile(lat, 99)),
@@ -414,7 +425,8 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"{TAGS} tags ({TAGS_PER_POST} per post); {args.requests} requests of {PAGE} items per "
         f"run, concurrency {args.concurrency}; {result['database']}",
         f"{'scenario':<8} {'round':>5} {'req/s':>7} {'us/req':>7} {'vs plain':>8} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'SQL/req':>7} {'server %':>8} {'client %':>8} {'load':>5}",
+        f"{'p50 ms':>7} {'p99 ms':>7} {'SQL/req':>7} {'server %':>8} {'loop %':>6} "
+        f"{'client %':>8} {'load':>5}",
     ]
     for r in result["runs"]:
         ratio = f"{r['vs_plain']:.2f}x" if r["vs_plain"] else "-"
@@ -423,6 +435,7 @@ def print_table(result: dict[str, Any], args: argparse.Namespace) -> None:
             f"{r['scenario']:<8} {r['round']:>5} {r['requests_per_s']:>7.0f} "
             f"{r['cpu_us_per_request']:>7} {ratio:>8} {r['latency_p50_ms']:>7.1f} "
             f"{r['latency_p99_ms']:>7.1f} {sql:>7} {r['server_cpu_pct']:>8.0f} "
+            f"{r['loop_share_pct'] or 0:>6.0f} "
             f"{r['client_cpu_pct']:>8.0f} {r['load']:>5.2f}"
         )
     lines.append("medians over the rounds (vs plain: CPU per request / plain's, same round):")
