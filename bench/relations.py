@@ -41,7 +41,9 @@ each author's whole list of posts); a wrong answer makes the exit status 1.
 
 Figures per run: requests/s; server CPU (utime+stime of its PID from /proc) over
 the phase, per request, and as a ratio to ``plain``'s of the same round; p50/p99
-latency of the requests (client side: includes this client's queueing); and SQL
+latency of the requests (client side: includes this client's queueing); the share
+of the server's CPU spent by its main thread, the event loop (``loop %``; the rest
+is other threads', aiosqlite's among them); and SQL
 statements per request, counted in the server by a SQLAlchemy
 ``before_cursor_execute`` listener on every Engine (a ``sitecustomize`` on the
 server's PYTHONPATH that writes its count to a file on SIGUSR1; ``--no-statements``
