@@ -23,20 +23,13 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, Response
 
 from livebase.api.deps import ServicesDep
+from livebase.api.page_files import PAGE_FILES as _FILES
+from livebase.api.page_files import VENDORED_CLIENT
 
 # src/livebase/api/demo.py -> the repository's examples/ (present in a source checkout).
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 STATIC_EXAMPLES = {"live-feed": "the live demo", "collab-board": "the collaborative board"}
 BUILT_EXAMPLES = ("react-live-feed", "vue-live-feed")
-VENDORED_CLIENT = "vendor/socket.io.min.js"
-
-# Only these files are served: no directory listing, no path taken from the request.
-_FILES = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "style.css": "text/css; charset=utf-8",
-    VENDORED_CLIENT: "text/javascript; charset=utf-8",
-}
 _NO_CACHE = {"Cache-Control": "no-cache"}
 
 router = APIRouter(prefix="/examples", include_in_schema=False)

@@ -19,17 +19,10 @@ from starlette.exceptions import HTTPException
 from starlette.responses import FileResponse, RedirectResponse, Response
 
 from livebase.api.deps import ServicesDep
+from livebase.api.page_files import PAGE_FILES as _FILES
+from livebase.api.page_files import VENDORED_CLIENT
 
 PAGE_DIR = Path(__file__).resolve().parent / "static" / "inspector"
-VENDORED_CLIENT = "vendor/socket.io.min.js"
-
-# Only these files are served: no directory listing, no path taken from the request.
-_FILES = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "style.css": "text/css; charset=utf-8",
-    VENDORED_CLIENT: "text/javascript; charset=utf-8",
-}
 # The page holds an administrator's token in memory: never framed by another site,
 # and no script but its own.
 _HEADERS = {
