@@ -514,8 +514,9 @@ async function threeMembers(t, room) {
 /** Cut ann's connection with her gate closed; wait until the server has seen her socket go. */
 async function cutOff(proxy, anns, room) {
   anns.gate.close();
-  proxy.cutAll();
+  // Taken before the cut: the server may see the socket go before the next line runs.
   const cut = performance.now();
+  proxy.cutAll();
   await eventually(() => !anns.socket.connected, { what: "ann's disconnect" });
   await eventually(async () => (await socketsIn(room)) === 2, { what: 'the server to see the socket go' });
   return cut;
