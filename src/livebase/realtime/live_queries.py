@@ -182,13 +182,7 @@ class LiveQueries:
         except Exception:
             # The change still goes out; its relations are missing rather than stale.
             _log.exception("reading the related items of a live query's event failed")
-            for item in items:
-                for hop in plan.expansion.hops:
-                    item[hop.name] = None if hop.relation.to_one else []
-            shown = {*plan.fields, *(hop.name for hop in plan.expansion.hops)}
-            for item in items:
-                for name in [n for n in item if n not in shown]:
-                    del item[name]
+            plan.expansion.leave_out(items, plan.fields)
 
     async def change_for(
         self, connection: Connection, event: ChangeEvent, shared: dict[tuple[Any, ...], Any]

@@ -103,6 +103,14 @@ class Expansion:
         await _fill(conn, dialect, self.hops, rows)
         _cut(rows, [*shown, *(hop.name for hop in self.hops)])
 
+    def leave_out(self, rows: list[Row], shown: Sequence[str]) -> None:
+        """What :meth:`fill` answers when the related items could not be read: each
+        relation empty (``null`` or ``[]``), each row cut the same way."""
+        for row in rows:
+            for hop in self.hops:
+                row[hop.name] = None if hop.relation.to_one else []
+        _cut(rows, [*shown, *(hop.name for hop in self.hops)])
+
 
 NOTHING = Expansion()
 

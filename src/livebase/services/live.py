@@ -108,9 +108,9 @@ class LiveQueryService:
         collection, scope, asked = await self._items.reading(name, _query(request), who)
         if not self.live(collection):
             raise BadRequest(f"{name} sends no realtime events", "NOT_REALTIME")
-        _refuse_paths(asked)
-        live = LiveQuery(name, asked, request)
-        return live, listing.plan(collection, scope, asked, reach=self.reach(who))
+        planned = listing.plan(collection, scope, asked, reach=self.reach(who))
+        _refuse_paths(planned)
+        return LiveQuery(name, asked, request), planned
 
     def reach(self, who: Accountability) -> paths.Reach:
         return self._items.reach(who)
@@ -232,32 +232,16 @@ def _true(node: filters.Node, table: sa.Table, dialect: str) -> sa.ColumnElement
     return sa.case((_sql(node, table, dialect), sa.true()), else_=sa.false())
 
 
-def _refuse_paths(asked: query.Query) -> None:
+def _refuse_paths(planned: listing.Plan) -> None:
     """Relation paths are for a subscription's ``fields``: its filter is tested against
     each changed item alone, which holds no related items."""
-    names = [name for name, _ in asked.sort]
-    if asked.filter is not None:
-        names += _filter_names(asked.filter)
+    names = [*filters.fields_of(planned.condition), *(name for name, _ in planned.order)]
     for name in names:
         if "." in name:
             raise paths.PathError(
                 f"live queries take relation paths in fields only, not in filter or sort "
                 f"({name[:80]!r})"
             )
-
-
-def _filter_names(raw: Any) -> list[str]:
-    """The keys a filter names (the parser refuses what is not a filter, later)."""
-    if isinstance(raw, dict):
-        names = []
-        for key, value in raw.items():
-            if key in ("AND", "OR") and isinstance(value, list):
-                for child in value:
-                    names += _filter_names(child)
-            elif isinstance(key, str):
-                names.append(key)
-        return names
-    return []
 
 
 def _request(raw: object) -> dict[str, Any]:
