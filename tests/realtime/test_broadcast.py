@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.realtime.conftest import Live
+from tests.realtime.recovering import Recovering
 
 
 async def test_a_broadcast_reaches_the_other_sockets_of_the_room_only(live: Live) -> None:
@@ -135,3 +136,30 @@ async def test_a_broadcast_reaches_the_room_on_every_process(live: Live) -> None
     assert (await here.wait_for("room.message"))["data"] == 2
     await live.sentinel(here, there)
     assert len(here.received("room.message")) == len(there.received("room.message")) == 1
+
+
+async def test_broadcasts_are_neither_logged_nor_replayed(live: Live) -> None:
+    """SPEC §13: a socket that recovers its session gets the items it missed, never the
+    broadcasts; and a broadcast adds nothing to the change log."""
+
+    async def last_position() -> int:
+        stats = await live.api.ok("GET", "/stats/realtime", headers=live.api.admin)
+        return int(stats["data"]["changeLog"]["lastPosition"])
+
+    (bob,) = await live.in_room("board:1", "bob")
+    ann = Recovering(live.base_url)
+    try:
+        await ann.connect(live.api.admin_token)
+        assert (await ann.sio.call("join", "board:1", timeout=10))["success"] is True
+        before = await last_position()
+        await ann.drop(stay_away=True)
+        sent = await bob.call("broadcast", {"room": "board:1", "event": "while-away"})
+        assert sent["success"] is True
+        assert await last_position() == before
+        ann.gate.set()
+        assert (await ann.next_connected())["recovered"] is True
+        await bob.call("broadcast", {"room": "board:1", "event": "after"})
+        await ann.wait(lambda: any(n == "room.message" for n, _ in ann.events))
+        assert [p["event"] for n, p in ann.events if n == "room.message"] == ["after"]
+    finally:
+        await ann.close()
